@@ -1,0 +1,175 @@
+"""Load and validate configuration files.
+
+``load_config(path, overrides)`` reads YAML with a :class:`yaml.SafeLoader` (YAML 1.2 booleans), applies dotted overrides (for
+example from CLI flags), resolves relative paths against the config file's folder, validates with the
+pydantic schema and returns an immutable :class:`~roofmapnet.config.schema.RootConfig`.  Every problem is
+reported as one line naming the source and the dotted field, collected into a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from roofmapnet.config.schema import RootConfig
+from roofmapnet.errors import ConfigError
+
+#: The config shipped with the project (``config/config.yaml`` at the repository root).
+DEFAULT_CONFIG_PATH = Path("config/config.yaml")
+
+OVERRIDE_SOURCE = "command line"
+_PATH_FIELDS = (("io", "logdir"), ("io", "datadir"))
+
+
+class _Yaml12SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false, so the loss weight key ``off`` stays a string."""
+
+
+_Yaml12SafeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """Parse YAML safely (no object construction) with YAML 1.2 booleans."""
+    return yaml.load(text, Loader=_Yaml12SafeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = safe_load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections, not {type(data).__name__}"])
+    return data
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _get_dotted(tree: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
+    node: Any = tree
+    for part in parts:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _known_fields(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """Field names valid at the parent of ``loc`` (for "did you mean" hints)."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = fields[part].annotation
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _format_errors(exc: ValidationError, source: str, overridden: set[str]) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        dotted = ".".join(str(p) for p in loc) or "<root>"
+        where = OVERRIDE_SOURCE if dotted in overridden else source
+        if err["type"] == "extra_forbidden":
+            hint = difflib.get_close_matches(str(loc[-1]), _known_fields(RootConfig, loc), n=1)
+            msg = "unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+        else:
+            msg = err["msg"]
+        lines.append(f"{where}: {dotted}: {msg}")
+    return lines
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RootConfig:
+    """Load, override and validate a configuration.
+
+    Args:
+        path: YAML file; ``None`` gives the built-in defaults (the values of ``config/config.yaml``).
+        overrides: dotted keys to values, e.g. ``{"model.batch_size": 4}``; ``None`` values are ignored so
+            CLI options that were not given can be passed straight through.  Relative paths given here are
+            taken relative to the current directory (they come from the command line).
+
+    Raises:
+        ConfigError: one line per problem, each naming the file (or "command line") and the dotted field.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        data = _read_yaml(path)
+        base = path.resolve().parent
+    data = copy.deepcopy(data)
+    # Relative paths inside the file are relative to the file's folder.
+    for parts in _PATH_FIELDS:
+        value = _get_dotted(data, parts)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            _set_dotted(data, ".".join(parts), str((base / value).resolve()))
+    overridden: set[str] = set()
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value.expanduser().resolve())
+        _set_dotted(data, key, value)
+        overridden.add(key)
+    try:
+        return RootConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, overridden)) from None
+
+
+def dump_config(cfg: RootConfig, path: str | Path) -> None:
+    """Write the fully resolved config as YAML (atomically), e.g. into a run directory."""
+    from roofmapnet.utils.io import atomic_write_text
+
+    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    atomic_write_text(Path(path), text)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<checkpoint>") -> RootConfig:
+    """Validate a plain mapping (e.g. hyper-parameters stored in a checkpoint)."""
+    try:
+        return RootConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, set())) from None

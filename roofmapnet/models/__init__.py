@@ -1,0 +1,1 @@
+"""RoofMapNet network: backbone, heads, junction refinement, line verifier, proposals and sampling."""

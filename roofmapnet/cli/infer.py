@@ -1,0 +1,315 @@
+"""``roofmap infer``: run a trained model on image files and write JSON, GeoJSON and overlay PNGs."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from roofmapnet.cli._common import ConfigOption, console, default_config_path, err_console, notice, report_errors
+
+_IO = "Input/Output"
+_MODEL = "Model"
+_DECODING = "Decoding"
+_PERF = "Performance"
+#: Failures listed in the summary before the rest are counted.
+_MAX_FAILURE_ROWS = 100
+#: Seconds between plain progress lines when stderr is not a terminal.
+_PLAIN_PROGRESS_EVERY = 10.0
+
+
+class Precision(str, Enum):
+    """``--precision`` choices (see :func:`roofmapnet.inference.predictor.resolve_precision`)."""
+
+    fp32 = "32"
+    bf16 = "bf16"
+    fp16 = "16"
+    auto = "auto"
+
+
+class Strategy(str, Enum):
+    """``--strategy``: ``auto`` = one process unless ``--devices`` > 1; ``ddp`` = Lightning's predict loop."""
+
+    auto = "auto"
+    ddp = "ddp"
+
+
+def _is_rank_zero() -> bool:
+    """Whether this is the launching process (Lightning's DDP children have LOCAL_RANK / NODE_RANK set)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def parse_outputs(text: str) -> tuple[str, ...]:
+    """``"json,overlay"`` → ``("json", "overlay")`` (validated by :class:`InferOptions`)."""
+    return tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+
+
+class _ProgressReporter:
+    """Rich progress bar when stderr is a terminal, else a plain line every ~10 s and at the end."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.rich = enabled and err_console.is_terminal
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._last = 0.0
+        self._start = time.perf_counter()
+
+    def __enter__(self) -> _ProgressReporter:
+        if self.rich:
+            self._bar = Progress(
+                TextColumn("infer"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("images"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if self._task is None:
+                self._task = self._bar.add_task("infer", total=total)
+            self._bar.update(self._task, completed=done, total=total)
+            return
+        now = time.perf_counter()
+        if done == total or now - self._last >= _PLAIN_PROGRESS_EVERY:
+            self._last = now
+            err_console.print(f"infer: {done}/{total} images, {now - self._start:.1f} s", highlight=False)
+
+
+def print_summary(report: object) -> None:
+    """The summary table, then one ``skipped: <input>: <reason>`` line per failed input, on stdout."""
+    from roofmapnet.inference.predictor import InferReport
+
+    assert isinstance(report, InferReport)
+    table = Table(title="roofmap infer", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    n = len(report.results)
+    table.add_row("images processed", str(n))
+    table.add_row("lines written", str(report.total_lines))
+    table.add_row("failed / skipped", str(len(report.failed)))
+    table.add_row("wall time", f"{report.seconds:.2f} s")
+    table.add_row("images/s", f"{report.images_per_second:.2f}")
+    if n and report.model_seconds > 0:
+        table.add_row("model-only images/s", f"{n / report.model_seconds:.2f}")
+    table.add_row("written to", str(report.out_dir))
+    console.print(table)
+    # Failures as one line each (no table folding, greppable in logs).
+    for item in report.failed[:_MAX_FAILURE_ROWS]:
+        console.print(f"[yellow]skipped:[/] {item.path}: {item.reason}", highlight=False, soft_wrap=True, markup=True)
+    if len(report.failed) > _MAX_FAILURE_ROWS:
+        console.print(f"[yellow]skipped:[/] … and {len(report.failed) - _MAX_FAILURE_ROWS} more", highlight=False)
+
+
+@report_errors
+def infer_command(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files (png, jpg, tif), folders, or glob patterns (quote them), any size and aspect.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output folder (created if needed).", show_default=False, rich_help_panel=_IO),
+    ],
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            "--checkpoint",
+            "-k",
+            help="Weights: our Lightning .ckpt, an exported .pth (+ .json sidecar) or the official .pth.",
+            show_default=False,
+            rich_help_panel=_MODEL,
+        ),
+    ],
+    outputs: Annotated[
+        str,
+        typer.Option(help="Which outputs to write, comma-separated: json, geojson, overlay.", rich_help_panel=_IO),
+    ] = "json,geojson,overlay",
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.", rich_help_panel=_IO)
+    ] = False,
+    geojson_junctions: Annotated[
+        bool,
+        typer.Option(
+            "--geojson-junctions/--no-geojson-junctions",
+            help="Add the junctions to the GeoJSON as Point features.",
+            rich_help_panel=_IO,
+        ),
+    ] = True,
+    config: ConfigOption = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Keep lines with score above this. Default: model.line_score_thres (0.1, the reference's).",
+            show_default=False,
+            rich_help_panel=_DECODING,
+        ),
+    ] = None,
+    junction_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Junction proposal threshold. Default: model.eval_junc_thres (0.008).",
+            show_default=False,
+            rich_help_panel=_DECODING,
+        ),
+    ] = None,
+    max_lines: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Keep at most the N best lines per image (before post-processing). Default: no cap.",
+            show_default=False,
+            rich_help_panel=_DECODING,
+        ),
+    ] = None,
+    postprocess: Annotated[
+        bool,
+        typer.Option(
+            "--postprocess/--no-postprocess",
+            help="L-CNN duplicate/overlap removal in image pixels, tolerance t·diagonal.",
+            rich_help_panel=_DECODING,
+        ),
+    ] = True,
+    postprocess_t: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Post-processing factor t (L-CNN uses 0.006, 0.010, 0.015).",
+            rich_help_panel=_DECODING,
+        ),
+    ] = 0.01,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Images per forward pass. Default: model.batch_size_eval.",
+            show_default=False,
+            rich_help_panel=_PERF,
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.", rich_help_panel=_PERF)
+    ] = "auto",
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            help="32 (fp32), bf16 (autocast), 16 (fp16 autocast, CUDA only), or auto (bf16 where the hardware has it).",
+            rich_help_panel=_PERF,
+        ),
+    ] = Precision.fp32,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Background image decoders (threads; DataLoader processes per rank with --strategy ddp).",
+            rich_help_panel=_PERF,
+        ),
+    ] = 2,
+    devices: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Processes / GPUs for the Lightning predict loop (with --strategy ddp).", rich_help_panel=_PERF
+        ),
+    ] = 1,
+    strategy: Annotated[
+        Strategy,
+        typer.Option(
+            help="auto (one process unless --devices > 1) or ddp (Lightning's predict loop).", rich_help_panel=_PERF
+        ),
+    ] = Strategy.auto,
+) -> None:
+    """Run a trained RoofMapNet on images and write per-image JSON, GeoJSON and overlay PNG.
+
+    Each image is resized to the network input (any size or aspect) and its lines, scores and junctions are
+    mapped back to the image's own pixels (origin top-left, x right, y down). For IMAGE.png the outputs are
+    OUT/IMAGE.json, OUT/IMAGE.geojson and OUT/IMAGE_overlay.png. Unreadable or non-image files are skipped
+    and listed; the exit code is 1 if any input failed, 2 if no image matched.
+
+    [bold]Example[/]: roofmap infer -k logs/checkpoints/last.ckpt tiles/ "extra/*.tif" -o results/
+    """
+    from roofmapnet.config import load_config
+    from roofmapnet.inference.predictor import InferOptions, Predictor
+
+    distributed = devices > 1 or strategy is not Strategy.auto
+    options = InferOptions(
+        threshold=threshold,
+        junction_threshold=junction_threshold,
+        max_lines=max_lines,
+        postprocess=postprocess,
+        postprocess_t=postprocess_t,
+        outputs=parse_outputs(outputs),
+        geojson_junctions=geojson_junctions,
+        batch_size=batch_size,
+        workers=workers,
+        recursive=recursive,
+    )
+    cfg_path = config if config is not None else default_config_path()
+    cfg = load_config(cfg_path)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, precision=precision.value, cfg=cfg)
+    rank_zero = _is_rank_zero()
+    if predictor.precision_notice and rank_zero:
+        notice(predictor.precision_notice)
+    with _ProgressReporter(rank_zero) as progress:
+        on_progress: Callable[[int, int], None] = progress
+        if distributed:
+            with warnings.catch_warnings():  # Lightning's import-time deprecation noise, once per process
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+                from roofmapnet.inference.distributed import run_distributed
+
+            report = run_distributed(
+                predictor,
+                inputs,
+                out,
+                options,
+                devices=devices,
+                strategy="ddp",
+                progress=on_progress,
+            )
+        else:
+            report = predictor.run(inputs, out, options, progress=on_progress)
+    if report.global_rank == 0:
+        print_summary(report)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``infer`` to the root app."""
+    app.command("infer", rich_help_panel="Inference")(infer_command)

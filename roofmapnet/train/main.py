@@ -1,0 +1,359 @@
+"""Training entry points: :func:`train`, :func:`resume` and ``python -m roofmapnet.train.main``.
+
+The seed document's Python API works as documented::
+
+    from roofmapnet.train.main import train, RoofMapNetLightningModule, RoofMapNetDataModule
+    train(config_path="config/config.yaml", data_root="/path/to/data", gpus=1, precision="16", max_epochs=30)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from roofmapnet.config import RootConfig, dump_config, load_config
+from roofmapnet.errors import CheckpointError, ConfigError, RoofMapError
+from roofmapnet.train.lightning import MONITOR, RoofMapNetDataModule, RoofMapNetLightningModule, check_data_root
+from roofmapnet.utils.io import atomic_path
+
+__all__ = [
+    "RoofMapNetDataModule",
+    "RoofMapNetLightningModule",
+    "TrainResult",
+    "resolve_resume",
+    "resume",
+    "train",
+]
+
+#: Checkpoint file name pattern of the seed (``roofmapnet-epoch=XX-val_total_loss=X.XXXX.ckpt``).
+CHECKPOINT_PATTERN = "roofmapnet-epoch={epoch:02d}-val_total_loss={val_total_loss:.4f}"
+#: ``--precision`` spellings accepted, mapped to Lightning's names.
+PRECISIONS = {
+    "32": "32-true",
+    "32-true": "32-true",
+    "16": "16-mixed",
+    "16-mixed": "16-mixed",
+    "bf16": "bf16-mixed",
+    "bf16-mixed": "bf16-mixed",
+    "64": "64-true",
+    "64-true": "64-true",
+}
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "ddp_spawn", "fsdp", "deepspeed")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    best_val_total_loss: float | None
+    global_step: int
+    epoch: int
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file and rename, so a kill never leaves a truncated ``last.ckpt``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        """Save ``checkpoint`` to ``path`` atomically."""
+        with atomic_path(Path(path)) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+class PlainProgress(Callback):
+    """Periodic one-line progress for logs (used when stdout is not a terminal)."""
+
+    def __init__(self, every: int = 50) -> None:
+        self.every = every
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        """Print a line every ``every`` steps."""
+        step = trainer.global_step
+        if trainer.is_global_zero and step % self.every == 0:
+            loss = trainer.callback_metrics.get("train/total_loss")
+            text = f"{float(loss):.4f}" if loss is not None else "n/a"
+            print(f"epoch {trainer.current_epoch} step {step} total_loss {text}", flush=True)  # noqa: T201
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Print the validation summary."""
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            m = trainer.callback_metrics
+            parts = [f"{k} {float(m[k]):.4f}" for k in (MONITOR, "val/sAP10") if k in m]
+            print(
+                f"validation epoch {trainer.current_epoch} step {trainer.global_step}: " + ", ".join(parts), flush=True
+            )  # noqa: T201
+
+
+def _precision(value: str | int) -> str:
+    key = str(value).strip().lower()
+    if key not in PRECISIONS:
+        msg = f"--precision: '{value}' is not one of {', '.join(sorted(set(PRECISIONS)))}"
+        raise ConfigError([msg])
+    return PRECISIONS[key]
+
+
+def _accelerator(gpus: int | None, devices: int | str | None, precision: str) -> tuple[str, Any, str, list[str]]:
+    """Choose accelerator, devices and precision; returns notices for the user."""
+    notices: list[str] = []
+    cuda = torch.cuda.is_available()
+    if gpus is None:  # seed default: 1 GPU, falling back to CPU
+        gpus = 1
+        if not cuda:
+            notices.append("no CUDA GPU found: training on the CPU")
+            gpus = 0
+    elif gpus > 0 and not cuda:
+        msg = f"--gpus {gpus}: no CUDA GPU is available (use --gpus 0 for the CPU)"
+        raise RoofMapError(msg)
+    accelerator = "gpu" if gpus > 0 else "cpu"
+    n_devices: Any = devices if devices is not None else max(gpus, 1)
+    if accelerator == "cpu" and precision == "16-mixed":
+        notices.append("fp16 mixed precision is not supported on the CPU: using bf16-mixed")
+        precision = "bf16-mixed"
+    return accelerator, n_devices, precision, notices
+
+
+def _validation_interval(cfg: RootConfig, steps_per_epoch: int) -> dict[str, Any]:
+    """Validate every ``io.validation_interval`` steps, or at each epoch end if that exceeds an epoch."""
+    interval = cfg.io.validation_interval
+    if interval < steps_per_epoch:
+        return {"val_check_interval": interval, "check_val_every_n_epoch": 1}
+    return {"val_check_interval": 1.0, "check_val_every_n_epoch": 1}
+
+
+def build_trainer(
+    cfg: RootConfig,
+    run_dir: Path,
+    *,
+    accelerator: str,
+    devices: Any,
+    precision: str,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    steps_per_epoch: int,
+    max_steps: int = -1,
+    max_minutes: float | None = None,
+    limit_val_batches: int | float | None = None,
+    extra_callbacks: list[Callback] | None = None,
+    progress: bool | None = None,
+) -> pl.Trainer:
+    """A :class:`pytorch_lightning.Trainer` configured from ``cfg`` (checkpoints, logging, clipping)."""
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename=CHECKPOINT_PATTERN,
+        auto_insert_metric_name=False,
+        monitor=MONITOR,
+        mode="min",
+        save_top_k=3,
+        save_last=True,
+    )
+    callbacks: list[Callback] = [checkpoint, *(extra_callbacks or [])]
+    interactive = sys.stdout.isatty() if progress is None else progress
+    if interactive:
+        callbacks.append(RichProgressBar())
+    else:
+        callbacks.append(PlainProgress(every=max(1, min(50, steps_per_epoch))))
+    logger = TensorBoardLogger(save_dir=str(run_dir), name="", version="", default_hp_metric=False)
+    return pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,  # type: ignore[arg-type]
+        max_epochs=cfg.optim.max_epoch,
+        max_steps=max_steps,
+        max_time=timedelta(minutes=max_minutes) if max_minutes else None,
+        gradient_clip_val=cfg.optim.gradient_clip or None,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=interactive,
+        enable_model_summary=False,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        num_sanity_val_steps=0,
+        limit_val_batches=limit_val_batches,
+        default_root_dir=str(run_dir),
+        **_validation_interval(cfg, steps_per_epoch),
+    )
+
+
+def train(
+    config_path: str | Path | None = "config/config.yaml",
+    data_root: str | Path | None = None,
+    gpus: int | None = None,
+    precision: str | int = "32",
+    max_epochs: int | None = None,
+    resume_from: str | Path | None = None,
+    *,
+    devices: int | str | None = None,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    seed: int = 0,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    logdir: str | Path | None = None,
+    max_steps: int = -1,
+    max_minutes: float | None = None,
+    limit_val_batches: int | float | None = None,
+    overrides: dict[str, Any] | None = None,
+    cfg: RootConfig | None = None,
+    progress: bool | None = None,
+    notify: Any = None,
+    callbacks: list[Callback] | None = None,
+) -> TrainResult:
+    """Train RoofMapNet (the seed's ``train()``; every argument of the seed keeps its meaning).
+
+    Args:
+        config_path: YAML config (``None`` = built-in defaults); ignored when ``cfg`` is given.
+        data_root: preprocessed data with ``train/`` and ``valid/`` (default: ``io.datadir``).
+        gpus: GPUs to use, 0 = CPU; ``None`` (the default) = 1 GPU if present, else the CPU with a notice.
+        precision: ``32``, ``16``, ``bf16`` or Lightning's names (``16-mixed``, ``bf16-mixed``, ...).
+        max_epochs: overrides ``optim.max_epoch``.
+        resume_from: a ``.ckpt`` to continue from (epoch, step, optimiser, scheduler restored).
+        devices: devices per node (overrides ``gpus``' count); ``num_nodes`` and ``strategy`` go to Lightning.
+        seed: seeds Python, numpy and torch (workers too).
+        batch_size, num_workers, logdir: override ``model.batch_size``, ``io.num_workers``, ``io.logdir``.
+        max_steps: stop after this many optimiser steps (``-1`` = no limit).
+        max_minutes: stop after this much wall-clock training time (a checkpoint is written).
+        limit_val_batches: validate on at most this many batches (or fraction).
+        overrides: further dotted config overrides.
+        cfg: an already validated config (takes precedence over ``config_path``).
+        progress: force the rich bar on/off (default: on when stdout is a terminal).
+        notify: callable receiving one-line notices (default: print to stderr).
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        A :class:`TrainResult` with the run directory and checkpoint paths.
+    """
+    say = notify or (lambda text: print(f"note: {text}", file=sys.stderr))  # noqa: T201
+    if strategy not in STRATEGIES:
+        raise ConfigError([f"--strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}"])
+    all_overrides: dict[str, Any] = dict(overrides or {})
+    all_overrides.update(
+        {
+            "optim.max_epoch": max_epochs,
+            "model.batch_size": batch_size,
+            "io.num_workers": num_workers,
+            "io.logdir": Path(logdir) if logdir is not None else None,
+            "io.datadir": Path(data_root) if data_root is not None else None,
+        }
+    )
+    if cfg is None:
+        cfg = load_config(config_path, all_overrides)
+    else:  # re-validate the given config with the overrides applied on top
+        cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **all_overrides})
+    data = Path(cfg.io.datadir)
+    check_data_root(data)
+    run_dir = Path(cfg.io.logdir)
+    prec = _precision(precision)
+    accelerator, n_devices, prec, notices = _accelerator(gpus, devices, prec)
+    for text in notices:
+        say(text)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    module = RoofMapNetLightningModule(cfg)
+    datamodule = RoofMapNetDataModule(data, cfg, seed=seed)
+    steps = datamodule.steps_per_epoch()
+    trainer = build_trainer(
+        cfg,
+        run_dir,
+        accelerator=accelerator,
+        devices=n_devices,
+        precision=prec,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        steps_per_epoch=steps,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        limit_val_batches=limit_val_batches,
+        extra_callbacks=callbacks,
+        progress=progress,
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+    ckpt = None
+    if resume_from is not None:
+        ckpt = Path(resume_from)
+        if not ckpt.is_file():
+            msg = f"{ckpt}: checkpoint not found"
+            raise CheckpointError(msg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    cb = trainer.checkpoint_callback
+    assert isinstance(cb, ModelCheckpoint)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    best = Path(cb.best_model_path) if cb.best_model_path else None
+    score = float(cb.best_model_score) if cb.best_model_score is not None else None
+    return TrainResult(
+        run_dir=run_dir,
+        last_checkpoint=last if last.is_file() else None,
+        best_checkpoint=best,
+        best_val_total_loss=score,
+        global_step=trainer.global_step,
+        epoch=trainer.current_epoch,
+    )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def resolve_resume(target: str | Path) -> tuple[Path, Path]:
+    """``RUN_DIR`` or a ``.ckpt`` -> (checkpoint, saved config).  Raises :class:`CheckpointError` if missing."""
+    target = Path(target)
+    if target.is_dir():
+        ckpt = target / "checkpoints" / "last.ckpt"
+        run_dir = target
+    else:
+        ckpt = target
+        run_dir = target.parent.parent if target.parent.name == "checkpoints" else target.parent
+    if not ckpt.is_file():
+        msg = f"{ckpt}: no checkpoint to resume from (is {run_dir} a run directory of `roofmap train`?)"
+        raise CheckpointError(msg)
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        msg = f"{config}: the run's saved config is missing"
+        raise CheckpointError(msg)
+    return ckpt, config
+
+
+def resume(target: str | Path, **kwargs: Any) -> TrainResult:
+    """Continue a run exactly where ``last.ckpt`` left it (epoch, step, optimiser, scheduler, RNG where kept).
+
+    ``target`` is a run directory (``checkpoints/last.ckpt`` and ``config.yaml`` inside) or a checkpoint in one.
+    Keyword arguments go to :func:`train` (e.g. ``max_epochs`` to extend the run, ``gpus``).
+    """
+    ckpt, config = resolve_resume(target)
+    kwargs.setdefault("logdir", config.parent)
+    return train(config_path=config, resume_from=ckpt, **kwargs)
+
+
+def _main(argv: list[str] | None = None) -> None:
+    """``python -m roofmapnet.train.main``: the same options as ``roofmap train``."""
+    from roofmapnet.cli.train import standalone_train_app
+
+    standalone_train_app(argv)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _main()

@@ -1,0 +1,114 @@
+"""Collect predictions and ground truth over a split, then compute the metrics once.
+
+Used by validation during training (sAP only, cheap) and by ``roofmap validate`` (all metrics). The state is a
+list of per-image numpy records, so it can be gathered across DDP ranks (``torch.distributed.all_gather_object``)
+and the metrics computed once on the union — averaging per-rank sAP would be wrong.
+
+All line metrics are computed in L-CNN's 128×128 space: predictions and ground truth are rescaled from the
+model's heatmap size, so sAP of a 64² small preset is comparable to the reference's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from roofmapnet.config import RootConfig
+from roofmapnet.models.outputs import HeadOutputs, Wireframe
+
+#: L-CNN evaluates in this square space.
+METRIC_SPACE = 128.0
+
+
+@dataclass
+class ImageRecord:
+    """What the metrics need from one image (numpy, 128-space)."""
+
+    name: str
+    lines: np.ndarray  # [P, 2, 2] (y, x), score-descending
+    scores: np.ndarray  # [P]
+    gt_lines: np.ndarray  # [G, 2, 2]
+    gt_junctions: np.ndarray  # [N, 2]
+    jmap: np.ndarray | None = None  # [h, w] junction probability (heatmap space) for mAP^J
+    joff: np.ndarray | None = None  # [2, h, w]
+    heatmap_size: tuple[int, int] = (128, 128)
+    image_size: tuple[int, int] = (512, 512)  # where AP^H rasterises (the network input)
+
+
+def gt_lines_from_batch(batch: dict[str, Any], i: int) -> Tensor:
+    """[G, 2, 2] GT lines of image ``i``: junction pairs ``u < v`` with ``Lpos[u, v]``."""
+    mask = batch["junc_mask"][i]
+    n = int(mask.shape[0])
+    adj = torch.as_tensor(batch["Lpos"][i])[:n, :n].to(torch.bool)
+    pairs = torch.triu(adj, diagonal=1).nonzero()
+    junc = torch.as_tensor(batch["junc"][i])
+    return torch.stack([junc[pairs[:, 0]], junc[pairs[:, 1]]], dim=1) if len(pairs) else junc.new_zeros((0, 2, 2))
+
+
+@dataclass
+class Evaluator:
+    """Accumulates :class:`ImageRecord`s; ``compute()`` returns the metrics (percentages).
+
+    Args:
+        cfg: configuration (decoding thresholds).
+        junctions: also compute mAP^J (keeps the junction heatmaps: more memory).
+        heatmap: also compute AP^H / F^H.
+    """
+
+    cfg: RootConfig
+    junctions: bool = False
+    heatmap: bool = False
+    records: list[ImageRecord] = field(default_factory=list)
+
+    def update(self, model: Any, out: HeadOutputs, batch: dict[str, Any]) -> list[Wireframe]:
+        """Decode ``out`` (eval-mode forward outputs) and store predictions with the batch's ground truth."""
+        wireframes: list[Wireframe] = model.decode(out)
+        jprob = out.jmap_prob.float() if self.junctions else None
+        joff = out.joff_pred.float() if self.junctions else None
+        for i, wf in enumerate(wireframes):
+            h, w = wf.heatmap_size
+            scale = torch.tensor([METRIC_SPACE / h, METRIC_SPACE / w], dtype=torch.float64)
+            gt = gt_lines_from_batch(batch, i).double().cpu() * scale
+            junc = torch.as_tensor(batch["junc"][i])[torch.as_tensor(batch["junc_mask"][i]).bool()]
+            self.records.append(
+                ImageRecord(
+                    name=str(batch["name"][i]) if "name" in batch else str(len(self.records)),
+                    lines=(wf.lines.detach().double().cpu() * scale).numpy(),
+                    scores=wf.scores.detach().float().cpu().numpy(),
+                    gt_lines=gt.numpy(),
+                    gt_junctions=junc.double().cpu().numpy(),
+                    jmap=jprob[i].cpu().numpy() if jprob is not None else None,
+                    joff=joff[i].cpu().numpy() if joff is not None else None,
+                    heatmap_size=(h, w),
+                    image_size=(self.cfg.model.image_size, self.cfg.model.image_size),
+                )
+            )
+        return wireframes
+
+    def gather(self) -> None:
+        """Union of all DDP ranks' records (no-op without an initialised process group)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        world = torch.distributed.get_world_size()
+        if world == 1:
+            return
+        parts: list[Any] = [None] * world
+        torch.distributed.all_gather_object(parts, self.records)
+        merged = [r for part in parts for r in (part or [])]
+        seen: set[str] = set()
+        unique = []
+        for r in merged:  # a DistributedSampler pads with repeats: count each image once
+            if r.name not in seen:
+                seen.add(r.name)
+                unique.append(r)
+        self.records = unique
+
+    def compute(self) -> dict[str, float]:
+        """sAP5/10/15, msAP, sF* (+ mAP^J, AP^H, F^H when enabled) as percentages, and the PR curves."""
+        from roofmapnet.evaluation.summary import compute_metrics
+
+        return compute_metrics(self.records, junctions=self.junctions, heatmap=self.heatmap)

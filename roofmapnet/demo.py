@@ -1,0 +1,196 @@
+"""``roofmap demo``: the whole pipeline on the embedded default (synthetic roofs), end to end.
+
+synth → preprocess → train (small preset, bounded time) → validate → infer → export (ONNX + parity check).
+Each stage calls the same core function as its subcommand. Stages that finished are skipped on a re-run
+(a marker file per stage); an interrupted training resumes from ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from roofmapnet.config import RootConfig, load_config
+from roofmapnet.errors import RoofMapError
+from roofmapnet.utils.io import atomic_write_text
+
+#: The small CPU preset shipped with the project (relative to the repository / installed package data).
+SMALL_PRESET = Path(__file__).resolve().parents[1] / "config" / "presets" / "small.yaml"
+
+STAGES = ("synth", "preprocess", "train", "validate", "infer", "export")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Size and budget of a demo run."""
+
+    out_dir: Path = Path("runs/demo")
+    train_images: int = 240
+    valid_images: int = 24
+    test_images: int = 24
+    image_size: int = 256
+    minutes: float = 10.0
+    max_epochs: int = 200
+    infer_images: int = 6
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"
+    config: Path | None = None
+    export: bool = True
+    fresh: bool = False
+
+
+@dataclass
+class DemoReport:
+    """Where each artefact is."""
+
+    artefacts: dict[str, Path] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _done(out: Path, stage: str) -> Path:
+    return out / ".stages" / f"{stage}.done"
+
+
+def _mark(out: Path, stage: str, info: dict[str, Any] | None = None) -> None:
+    atomic_write_text(_done(out, stage), json.dumps(info or {}, default=str) + "\n")
+
+
+def demo_config(options: DemoOptions) -> RootConfig:
+    """The small preset (or ``options.config``) with the demo's run and data folders."""
+    path = options.config or SMALL_PRESET
+    if not path.is_file():
+        msg = f"{path}: demo config not found"
+        raise RoofMapError(msg)
+    out = options.out_dir.resolve()
+    return load_config(
+        path,
+        {
+            "io.logdir": out / "train",
+            "io.datadir": out / "data",
+            "io.num_workers": min(options.workers, 2),
+            "optim.max_epoch": options.max_epochs,
+        },
+    )
+
+
+def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoReport:
+    """Run (or continue) the demo pipeline into ``options.out_dir``."""
+    from roofmapnet.data.preprocess import PreprocessOptions, preprocess
+    from roofmapnet.data.synth import generate_dataset
+    from roofmapnet.train.main import resume, train
+
+    out = options.out_dir.resolve()
+    if options.fresh and _done(out, "synth").parent.exists():
+        for marker in _done(out, "synth").parent.glob("*.done"):
+            marker.unlink()
+    cfg = demo_config(options)
+    report = DemoReport()
+    raw, data, run = out / "raw", Path(cfg.io.datadir), Path(cfg.io.logdir)
+
+    # 1. synth
+    if _done(out, "synth").is_file():
+        report.skipped.append("synth")
+    else:
+        say(f"[1/6] synth: {options.train_images}+{options.valid_images}+{options.test_images} roofs → {raw}")
+        counts = {"train": options.train_images, "valid": options.valid_images, "test": options.test_images}
+        generate_dataset(
+            raw, counts=counts, image_size=options.image_size, seed=options.seed, workers=options.workers, overwrite=True
+        )
+        _mark(out, "synth", counts)
+    report.artefacts["raw dataset"] = raw
+
+    # 2. preprocess
+    if _done(out, "preprocess").is_file():
+        report.skipped.append("preprocess")
+    else:
+        say(f"[2/6] preprocess → {data}")
+        summary = preprocess(
+            raw,
+            data,
+            PreprocessOptions(
+                image_size=cfg.model.image_size,
+                heatmap_size=cfg.model.heatmap_size,
+                workers=options.workers,
+                skip_existing=True,
+            ),
+            show_progress=True,
+        )
+        if not summary.ok:
+            msg = f"{raw}: preprocessing failed for some samples (run `roofmap preprocess {raw} {data}` for details)"
+            raise RoofMapError(msg)
+        _mark(out, "preprocess")
+    report.artefacts["training data"] = data
+
+    # 3. train
+    last = run / "checkpoints" / "last.ckpt"
+    if _done(out, "train").is_file():
+        report.skipped.append("train")
+    else:
+        gpus = 0 if options.device == "cpu" else None
+        common: dict[str, Any] = {"gpus": gpus, "max_minutes": options.minutes, "seed": options.seed}
+        if last.is_file():
+            say(f"[3/6] train: resuming {run} (budget {options.minutes:g} min)")
+            resume(run, **common)
+        else:
+            say(f"[3/6] train: small preset, budget {options.minutes:g} min → {run}")
+            train(cfg=cfg, precision="32", **common)
+        _mark(out, "train")
+    report.artefacts["checkpoint"] = last
+    report.artefacts["TensorBoard logs"] = run
+
+    # 4. validate
+    val_dir = out / "validate"
+    if _done(out, "validate").is_file():
+        report.skipped.append("validate")
+    else:
+        say("[4/6] validate on the test split")
+        from roofmapnet.evaluation.validate import ValidateOptions, run_validation
+        from roofmapnet.models.loading import load_model
+
+        model, mcfg = load_model(last)
+        run_validation(model, mcfg, data, val_dir, ValidateOptions(split="test", device=options.device), checkpoint=last)
+        _mark(out, "validate")
+    metrics_path = val_dir / "metrics.json"
+    report.metrics = json.loads(metrics_path.read_text())["metrics"]
+    report.artefacts["metrics"] = metrics_path
+    report.artefacts["PR curves"] = val_dir / "pr_curve.png"
+
+    # 5. infer on held-out raw images (their original size)
+    infer_dir = out / "infer"
+    if _done(out, "infer").is_file():
+        report.skipped.append("infer")
+    else:
+        say(f"[5/6] infer on {options.infer_images} held-out images → {infer_dir}")
+        from roofmapnet.inference.predictor import InferOptions, Predictor
+
+        images = sorted((raw / "images").glob("test_*.png"))[: options.infer_images]
+        predictor = Predictor.from_checkpoint(last, device=options.device)
+        predictor.run(images, infer_dir, InferOptions(workers=0))
+        _mark(out, "infer")
+    report.artefacts["predictions (JSON, GeoJSON, overlays)"] = infer_dir
+
+    # 6. export
+    onnx_path = out / "export" / "roofmapnet.onnx"
+    if not options.export:
+        report.skipped.append("export")
+    elif _done(out, "export").is_file():
+        report.skipped.append("export")
+        report.artefacts["ONNX model"] = onnx_path
+    else:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            say("[6/6] export skipped: install the export extra (pip install 'roofmapnet[export]')")
+        else:
+            say(f"[6/6] export ONNX with parity check → {onnx_path}")
+            from roofmapnet.export import export_checkpoint
+
+            export_checkpoint(last, "onnx", onnx_path)
+            _mark(out, "export")
+            report.artefacts["ONNX model"] = onnx_path
+    return report

@@ -23,7 +23,14 @@ app = typer.Typer(
 )
 
 # Modules whose ``register(app)`` adds a working subcommand, in help order.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
+    "synth",
+    "preprocess",
+    "train",
+    "validate",
+    "infer",
+)
 
 
 def _version(value: bool) -> None:

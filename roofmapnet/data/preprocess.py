@@ -1,0 +1,441 @@
+"""Batch driver of ``roofmap preprocess``: raw annotations → ``<out>/<split>/<stem>.png`` + ``<stem>_label.npz``.
+
+Each image is processed independently (:func:`process_task`), in worker processes started with ``spawn`` (no
+state is inherited from the parent; everything a worker needs travels in its :class:`Task`).  Both outputs are
+written to temporary files and renamed only once both are complete (:mod:`roofmapnet.utils.io`), the image
+first, so a ``*_label.npz`` always has its image and the Dataset (which lists label files) never sees half a
+sample.  A bad input never stops the batch: it becomes a failed
+:class:`SampleResult` with a one-line reason, collected in the :class:`PreprocessSummary`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from roofmapnet.data.raw import (
+    DEFAULT_IMAGE_EXTENSIONS,
+    SPLITS,
+    AxisOrder,
+    RawFormat,
+    RawSample,
+    RawSplit,
+    check_inside,
+    detect_format,
+    load_image,
+    load_rid2_edges,
+    parse_lines,
+    read_json_split,
+    read_rid2_splits,
+)
+from roofmapnet.data.targets import compute_targets, save_label, scale_lines
+from roofmapnet.errors import ConfigError, DataError
+from roofmapnet.utils.io import TMP_PREFIX, atomic_path
+
+Status = Literal["written", "skipped", "failed"]
+LABEL_SUFFIX = "_label.npz"
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """Settings of a preprocessing run.
+
+    Attributes:
+        image_size: side of the written (square) images, the model input size.
+        heatmap_size: side of the label heatmaps.
+        axis_order: coordinate order of each input point, ``xy`` (default) or ``yx``.
+        raw_format: ``json`` or ``rid2``; ``None`` detects it (``<split>.json`` present → json).
+        images_dir: images folder; ``None`` means ``<raw>/images``.
+        splits: splits to process; ``None`` means every split present (json) or all three (rid2).
+        split_fractions: train/valid/test fractions of the RID2 split.
+        seed: seed of the RID2 split.
+        workers: worker processes (0 or 1 = in this process).
+        skip_existing: leave samples whose image and label both exist untouched.
+        image_extensions: suffixes of images looked up by stem (RID2).
+    """
+
+    image_size: int = 512
+    heatmap_size: int = 128
+    axis_order: AxisOrder = "xy"
+    raw_format: RawFormat | None = None
+    images_dir: Path | None = None
+    splits: tuple[str, ...] | None = None
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    workers: int = 0
+    skip_existing: bool = False
+    image_extensions: tuple[str, ...] = DEFAULT_IMAGE_EXTENSIONS
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.image_size < 1 or self.heatmap_size < 2:
+            problems.append(f"image_size ({self.image_size}) and heatmap_size ({self.heatmap_size}) must be positive")
+        if self.axis_order not in ("xy", "yx"):
+            problems.append(f"axis_order must be 'xy' or 'yx', not {self.axis_order!r}")
+        if self.splits is not None and (unknown := [s for s in self.splits if s not in SPLITS]):
+            problems.append(f"unknown split(s) {', '.join(unknown)} (choose from {', '.join(SPLITS)})")
+        fr = self.split_fractions
+        if len(fr) != 3 or any(not 0 <= f <= 1 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+            problems.append(f"split fractions must be three numbers in [0, 1] that sum to 1, got {list(fr)}")
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs for one sample (picklable, no references to parent state)."""
+
+    sample: RawSample
+    dest: Path
+    image_size: int
+    heatmap_size: int
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Outcome of one sample: ``written``, ``skipped`` or ``failed`` (with a one-line ``reason``)."""
+
+    split: str
+    name: str
+    source: str
+    status: Status
+    reason: str = ""
+
+
+@dataclass
+class SplitCounts:
+    """Per-split tallies."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass
+class PreprocessSummary:
+    """What a run did: counts per split and every failure as ``(split, file, reason)``."""
+
+    counts: dict[str, SplitCounts] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no sample or file failed."""
+        return not self.failures
+
+    def add(self, result: SampleResult) -> None:
+        """Tally one sample's result."""
+        counts = self.counts.setdefault(result.split, SplitCounts())
+        setattr(counts, result.status, getattr(counts, result.status) + 1)
+        if result.status == "failed":
+            self.failures.append((result.split, result.source, result.reason))
+
+    def add_file_error(self, split: str, file: str, reason: str) -> None:
+        """Record the failure of a whole input file (e.g. malformed JSON) as one failure of ``split``."""
+        self.counts.setdefault(split, SplitCounts()).failed += 1
+        self.failures.append((split, file, reason))
+
+
+def outputs_of(dest: Path, name: str) -> tuple[Path, Path]:
+    """The image and label paths of sample ``name`` in folder ``dest``."""
+    return dest / f"{name}.png", dest / f"{name}{LABEL_SUFFIX}"
+
+
+def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def write_sample(dest: Path, name: str, rgb: np.ndarray, targets: dict[str, np.ndarray]) -> None:
+    """Write ``<name>.png`` and ``<name>_label.npz`` atomically, as a pair.
+
+    Both go to temporary files first; only when both are complete are they renamed, the image first.  A
+    failure leaves any earlier pair of the same name untouched and no temporary behind.
+    """
+    from PIL import Image
+
+    image_path, label_path = outputs_of(dest, name)
+    with atomic_path(label_path) as tmp_label, atomic_path(image_path) as tmp_image:
+        Image.fromarray(rgb).save(tmp_image, format="PNG")
+        save_label(tmp_label, targets)
+        for tmp in (tmp_image, tmp_label):
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+
+
+def validated_targets(lines_xy: np.ndarray, image_hw: tuple[int, int], heatmap_size: int) -> dict[str, np.ndarray]:
+    """Label arrays of validated ``[L, 4]`` ``x1, y1, x2, y2`` lines drawn on an ``image_hw`` image.
+
+    Raises:
+        DataError: a line wholly outside the image, or one that collapses to a point once clipped and scaled.
+    """
+    check_inside(lines_xy, image_hw)
+    yx = scale_lines(lines_xy, image_hw, (heatmap_size, heatmap_size))
+    degenerate = np.flatnonzero((yx[:, 0] == yx[:, 1]).all(axis=1))
+    if degenerate.size:
+        i = int(degenerate[0])
+        raise DataError(f"lines[{i}]: zero length once clipped to the image and scaled to the heatmap")
+    return compute_targets(yx, (heatmap_size, heatmap_size))
+
+
+def build_sample(sample: RawSample, image_size: int, heatmap_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Decode, validate and convert one sample: the resized image and its label arrays.
+
+    Raises:
+        DataError: with the reason for the summary (bad lines, unreadable image, no lines, …).
+    """
+    if sample.error is not None or sample.image_path is None:
+        raise DataError(sample.error or "no image")
+    if sample.edges_path is not None:
+        lines = load_rid2_edges(sample.edges_path, sample.axis_order)
+    else:
+        lines = parse_lines(sample.lines, sample.axis_order)
+    rgb = load_image(sample.image_path)
+    hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+    if sample.declared_hw is not None and sample.declared_hw != hw:
+        dh, dw = sample.declared_hw
+        raise DataError(f"'height'/'width' ({dh}×{dw}) differ from the image's size ({hw[0]}×{hw[1]})")
+    return _resize(rgb, image_size), validated_targets(lines, hw, heatmap_size)
+
+
+def process_task(task: Task) -> SampleResult:
+    """Process one sample; never raises for bad input (a failed result carries the reason)."""
+    s = task.sample
+    try:
+        rgb, targets = build_sample(s, task.image_size, task.heatmap_size)
+        write_sample(task.dest, s.name, rgb, targets)
+    except DataError as exc:
+        return SampleResult(s.split, s.name, s.source, "failed", str(exc).splitlines()[0])
+    except Exception as exc:  # disk full, permissions, a bug: reported for this sample, the batch goes on
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return SampleResult(s.split, s.name, s.source, "failed", reason)
+    return SampleResult(s.split, s.name, s.source, "written")
+
+
+def _run(tasks: Sequence[Task], workers: int) -> Iterator[SampleResult]:
+    """Results of ``tasks`` in order, computed here (``workers <= 1``) or in spawned worker processes."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(process_task, tasks)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx)
+    try:
+        chunk = max(1, min(16, len(tasks) // (4 * workers)))
+        yield from pool.map(process_task, tasks, chunksize=chunk)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary outputs left in ``folder`` by a killed run (``.tmp-*.png`` / ``.tmp-*.npz``)."""
+    removed = 0
+    if folder.is_dir():
+        for path in folder.glob(f"{TMP_PREFIX}*"):
+            if path.suffix in (".png", ".npz") and path.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
+def run_samples(
+    samples: Iterable[tuple[RawSample, Path]],
+    options: PreprocessOptions,
+    summary: PreprocessSummary | None = None,
+    *,
+    on_result: Callable[[SampleResult], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> PreprocessSummary:
+    """Process ``(sample, destination folder)`` pairs, honouring ``skip_existing``, and tally the results.
+
+    Args:
+        samples: what to process and where each goes.
+        options: sizes, workers, skip-existing.
+        summary: summary to add to (a new one if ``None``).
+        on_result: called with each result (progress reporting).
+        on_total: called once with the number of samples (progress reporting).
+    """
+    summary = summary if summary is not None else PreprocessSummary()
+    tasks: list[Task] = []
+    pending: list[SampleResult] = []
+    for sample, dest in samples:
+        summary.counts.setdefault(sample.split, SplitCounts())
+        if options.skip_existing and sample.error is None and all(p.is_file() for p in outputs_of(dest, sample.name)):
+            pending.append(SampleResult(sample.split, sample.name, sample.source, "skipped"))
+            continue
+        tasks.append(Task(sample, dest, options.image_size, options.heatmap_size))
+    if on_total is not None:
+        on_total(len(tasks) + len(pending))
+    for result in pending:
+        summary.add(result)
+        if on_result is not None:
+            on_result(result)
+    for folder in {t.dest for t in tasks}:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)
+    for result in _run(tasks, options.workers):
+        summary.add(result)
+        if on_result is not None:
+            on_result(result)
+    return summary
+
+
+def read_raw(raw_dir: Path, options: PreprocessOptions) -> list[RawSplit]:
+    """Find the samples of ``raw_dir`` for the requested splits (see :class:`PreprocessOptions`).
+
+    Raises:
+        DataError: no usable input at all, a requested JSON split missing, or no images folder.
+    """
+    raw_format = options.raw_format or detect_format(raw_dir)
+    images = options.images_dir if options.images_dir is not None else raw_dir / "images"
+    if not images.is_dir():
+        raise DataError(f"{images}: images folder not found (use --images)")
+    if raw_format == "json":
+        present = [s for s in SPLITS if (raw_dir / f"{s}.json").is_file()]
+        if options.splits is not None:
+            missing = [s for s in options.splits if s not in present]
+            if missing:
+                raise DataError(f"{raw_dir / (missing[0] + '.json')}: not found (requested split {missing[0]!r})")
+            present = [s for s in SPLITS if s in options.splits]
+        if not present:
+            raise DataError(f"{raw_dir}: no train.json / valid.json / test.json")
+        return [read_json_split(raw_dir / f"{s}.json", s, images, options.axis_order) for s in present]
+    if not any(raw_dir.glob("*.npz")):
+        raise DataError(f"{raw_dir}: no RID2 *.npz edge files")
+    splits = read_rid2_splits(
+        raw_dir,
+        images,
+        axis_order=options.axis_order,
+        fractions=options.split_fractions,
+        seed=options.seed,
+        extensions=options.image_extensions,
+    )
+    return [sp for sp in splits if options.splits is None or sp.split in options.splits]
+
+
+def preprocess(
+    raw_dir: str | Path, out_dir: str | Path, options: PreprocessOptions, *, show_progress: bool = False
+) -> PreprocessSummary:
+    """Convert a raw annotation folder into the preprocessed layout ``<out>/<split>/``.
+
+    Args:
+        raw_dir: the raw folder (JSON splits + ``images/``, or RID2 edge files).
+        out_dir: the output data root.
+        options: see :class:`PreprocessOptions`.
+        show_progress: draw a progress bar on stderr.
+
+    Returns:
+        The summary; ``summary.ok`` is False if any sample or file failed.
+
+    Raises:
+        DataError: when the input as a whole is unusable (see :func:`read_raw`).
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    splits = read_raw(raw_dir, options)
+    summary = PreprocessSummary()
+    for sp in splits:
+        summary.counts.setdefault(sp.split, SplitCounts())
+        for file, reason in sp.file_errors:
+            summary.add_file_error(sp.split, file, reason)
+    pairs = [(s, out_dir / sp.split) for sp in splits for s in sp.samples]
+    return _with_progress(pairs, options, summary, show_progress)
+
+
+def preprocess_flat(
+    input_path: str | Path,
+    out_dir: str | Path,
+    options: PreprocessOptions,
+    *,
+    split: str = "train",
+    show_progress: bool = False,
+) -> PreprocessSummary:
+    """Convert one wireframe JSON file, or one folder of RID2 edge files, straight into ``out_dir``.
+
+    This is the seed's ``python -m roofmapnet.train.preprocess_rid2 --input … --output …``: no split
+    subfolders are made.
+
+    Args:
+        input_path: a wireframe JSON list, or a folder of ``<stem>.npz`` RID2 edge files.
+        out_dir: folder receiving ``<stem>.png`` and ``<stem>_label.npz``.
+        options: sizes, axis order, workers; ``images_dir`` defaults to ``images/`` next to the JSON file
+            (inside the RID2 folder).
+        split: the split name used in the summary.
+        show_progress: draw a progress bar on stderr.
+
+    Raises:
+        DataError: the input or the images folder does not exist, or a RID2 folder holds no ``*.npz``.
+    """
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    is_dir = input_path.is_dir()
+    if not is_dir and not input_path.is_file():
+        raise DataError(f"{input_path}: not found")
+    default_images = input_path / "images" if is_dir else input_path.parent / "images"
+    images = options.images_dir if options.images_dir is not None else default_images
+    if not images.is_dir():
+        raise DataError(f"{images}: images folder not found (use --images)")
+    summary = PreprocessSummary()
+    summary.counts.setdefault(split, SplitCounts())
+    if is_dir:
+        if not any(input_path.glob("*.npz")):
+            raise DataError(f"{input_path}: no RID2 *.npz edge files")
+        raws = read_rid2_splits(
+            input_path,
+            images,
+            axis_order=options.axis_order,
+            fractions=(1.0, 0.0, 0.0),
+            extensions=options.image_extensions,
+        )
+        samples = [replace(s, split=split) for s in raws[0].samples]
+    else:
+        raw = read_json_split(input_path, split, images, options.axis_order)
+        for file, reason in raw.file_errors:
+            summary.add_file_error(split, file, reason)
+        samples = raw.samples
+    return _with_progress([(s, out_dir) for s in samples], options, summary, show_progress)
+
+
+def _with_progress(
+    pairs: list[tuple[RawSample, Path]], options: PreprocessOptions, summary: PreprocessSummary, show: bool
+) -> PreprocessSummary:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("preprocess"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("preprocess", total=len(pairs))
+        return run_samples(
+            pairs,
+            options,
+            summary,
+            on_result=lambda _r: bar.advance(task),
+            on_total=lambda n: bar.update(task, total=n),
+        )
+
+
+def default_workers() -> int:
+    """Worker processes used when none is given: the usable CPU cores, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))

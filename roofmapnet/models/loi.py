@@ -34,23 +34,28 @@ def loi_sample(fmap: Tensor, lines: Tensor, batch_idx: Tensor, lambdas: Tensor) 
     n = lambdas.numel()
     if lines.shape[0] == 0:
         return fmap.new_zeros((0, c, n))
-    p = loi_points(lines.to(fmap.dtype), lambdas)
+    # Coordinates and weights in at least float32 (a bf16/fp16 feature map must not round the sample positions).
+    p = loi_points(lines.to(torch.promote_types(fmap.dtype, torch.float32)), lambdas)
     py, px = p[..., 0], p[..., 1]
     y0 = py.floor().clamp(0, h - 1)
     x0 = px.floor().clamp(0, w - 1)
     y1 = (y0 + 1).clamp(0, h - 1)
     x1 = (x0 + 1).clamp(0, w - 1)
-    flat = fmap.permute(0, 2, 3, 1).reshape(b * h * w, c)
+    # Row-major [B·H·W, C] rows (a no-op view for a channels_last map; NCHW would give a strided, cache-hostile view).
+    flat = fmap.permute(0, 2, 3, 1).reshape(b * h * w, c).contiguous()
     base = (batch_idx.to(torch.long) * (h * w))[:, None]
     y0l, y1l, x0l, x1l = (t.to(torch.long) for t in (y0, y1, x0, x1))
+    # Without a gradient through the weights the corner buffers can be scaled in place (saves a large temporary).
+    in_place = not (torch.is_grad_enabled() and lines.requires_grad)
 
     def corner(yy: Tensor, xx: Tensor, weight: Tensor) -> Tensor:
-        return flat[(base + yy * w + xx).reshape(-1)].reshape(-1, n, c) * weight[..., None]
+        values = flat.index_select(0, (base + yy * w + xx).reshape(-1)).reshape(-1, n, c)
+        weight = weight.to(fmap.dtype)[..., None]
+        return values.mul_(weight) if in_place else values * weight
 
-    out = (
-        corner(y0l, x0l, (y1 - py) * (x1 - px))
-        + corner(y1l, x0l, (py - y0) * (x1 - px))
-        + corner(y0l, x1l, (y1 - py) * (px - x0))
-        + corner(y1l, x1l, (py - y0) * (px - x0))
-    )
+    # Same summation order as the reference; accumulated in place (one [L, n, C] buffer fewer at peak).
+    out = corner(y0l, x0l, (y1 - py) * (x1 - px))
+    out += corner(y1l, x0l, (py - y0) * (x1 - px))
+    out += corner(y0l, x1l, (y1 - py) * (px - x0))
+    out += corner(y1l, x1l, (py - y0) * (px - x0))
     return out.permute(0, 2, 1)

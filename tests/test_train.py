@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import signal
@@ -85,7 +86,7 @@ class _Capture(pl.Callback):
         self.step = trainer.global_step
         self.epoch = trainer.current_epoch
         opt = trainer.optimizers[0]
-        self.optimizer = opt.state_dict()
+        self.optimizer = copy.deepcopy(opt.state_dict())  # the live state is updated in place later
         self.lr = opt.param_groups[0]["lr"]
 
 
@@ -124,14 +125,14 @@ def test_resume_after_sigkill_continues_exactly(tiny_config_path: Path, tiny_dat
     assert not list((run / "checkpoints").glob(".tmp-*")) or last.is_file()
     saved = torch.load(last, map_location="cpu", weights_only=True)
     capture = _Capture()
-    result = resume(run, gpus=0, max_epochs=saved["epoch"] + 2, progress=False, callbacks=[capture])
+    result = resume(run, gpus=0, max_epochs=saved["epoch"] + 3, progress=False, callbacks=[capture])
     assert capture.step == saved["global_step"]
-    assert capture.epoch == saved["epoch"]
+    assert capture.epoch == saved["epoch"] + 1  # last.ckpt was written at the end of epoch saved["epoch"]
     assert _same_state(capture.optimizer, saved["optimizer_states"][0])
     assert capture.lr == saved["lr_schedulers"][0]["_last_lr"][0]
     steps_per_epoch = 3  # 6 train images, batch 2
     assert result.global_step == saved["global_step"] + 2 * steps_per_epoch
-    assert result.epoch == saved["epoch"] + 2
+    assert result.epoch == saved["epoch"] + 3
 
 
 def test_cli_train_overrides_and_resume_command(tiny_config_path: Path, tiny_data: Path, tmp_path: Path) -> None:

@@ -199,11 +199,6 @@ def test_adam_overfits_one_roof_and_every_term_decreases() -> None:
         assert last[term] < first[term], term
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/verifier.py feeds the AOAM the attached line-map profile xa; ARCHITECTURE.md §4 (L_sf) detaches it. "
-    "Remove this marker once LineVectorizer.classify calls self.aoam(xa.detach()).",
-)
 def test_sf_reaches_only_the_aoam() -> None:
     torch.manual_seed(0)
     cfg = _tiny_cfg()

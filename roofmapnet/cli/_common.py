@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from roofmapnet.errors import RoofMapError
 
@@ -30,7 +31,7 @@ def report_errors(func: F) -> F:
             return func(*args, **kwargs)
         except RoofMapError as exc:
             for line in exc.lines:
-                err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
@@ -41,7 +42,7 @@ def report_errors(func: F) -> F:
 
 def notice(message: str) -> None:
     """Print a one-line notice to stderr."""
-    err_console.print(f"[cyan]note:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[cyan]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def default_config_path() -> Path | None:

@@ -105,7 +105,9 @@ class LineVectorizer(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)  # no-op for maps from attend()
         block = self.block_lines(x.shape[1])
         starts = range(0, n_lines, block)
-        xa = loi_sample(att, lines, bidx, lambdas)
+        # The AOAM reads a detached line-map profile: it is trained by L_sf alone (ARCHITECTURE §4), whose gradient
+        # must not reach the backbone through the attention map.
+        xa = loi_sample(att, lines, bidx, lambdas).detach()
         occ = self.aoam(xa) if self.training else torch.cat([self.aoam(xa[s : s + block]) for s in starts])
         mask = occlusion_mask(occ, self.n_pts0)
         pooled = torch.cat(

@@ -25,6 +25,9 @@ def demo_command(
     valid_images: Annotated[int, typer.Option(help="Synthetic validation images.", rich_help_panel=_SIZE)] = 24,
     test_images: Annotated[int, typer.Option(help="Synthetic test images.", rich_help_panel=_SIZE)] = 24,
     image_size: Annotated[int, typer.Option(help="Side of the synthetic images.", rich_help_panel=_SIZE)] = 256,
+    max_epochs: Annotated[
+        int, typer.Option(help="Upper bound on epochs (the time budget usually stops first).", rich_help_panel=_RUN)
+    ] = 200,
     infer_images: Annotated[int, typer.Option(help="Held-out images to run `infer` on.", rich_help_panel=_RUN)] = 6,
     config: Annotated[
         Path | None,
@@ -51,6 +54,7 @@ def demo_command(
         test_images=test_images,
         image_size=image_size,
         minutes=minutes,
+        max_epochs=max_epochs,
         infer_images=infer_images,
         seed=seed,
         workers=workers,

@@ -8,8 +8,10 @@ The seed document's Python API works as documented::
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -94,6 +96,21 @@ class PlainProgress(Callback):
             print(
                 f"validation epoch {trainer.current_epoch} step {trainer.global_step}: " + ", ".join(parts), flush=True
             )  # noqa: T201
+
+
+class _DropTips(logging.Filter):
+    """Drop Lightning's advertising "Tip" lines (cloud logging) from the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's known-harmless noise (tips, an internal deprecation warning)."""
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in logger.filters):
+        logger.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _precision(value: str | int) -> str:
@@ -237,6 +254,7 @@ def train(
         A :class:`TrainResult` with the run directory and checkpoint paths.
     """
     say = notify or (lambda text: print(f"note: {text}", file=sys.stderr))  # noqa: T201
+    quiet_lightning()
     if strategy not in STRATEGIES:
         raise ConfigError([f"--strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}"])
     all_overrides: dict[str, Any] = dict(overrides or {})
@@ -252,7 +270,8 @@ def train(
     if cfg is None:
         cfg = load_config(config_path, all_overrides)
     else:  # re-validate the given config with the overrides applied on top
-        cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **all_overrides})
+        given = {k: v for k, v in all_overrides.items() if v is not None}
+        cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **given})
     data = Path(cfg.io.datadir)
     check_data_root(data)
     run_dir = Path(cfg.io.logdir)

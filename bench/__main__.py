@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ("preprocess", "metrics", "model", "infer", "export", "train")
+BENCHMARKS = ("preprocess", "metrics", "model", "infer", "export", "train", "geo")
 
 
 def main(argv: list[str]) -> int:

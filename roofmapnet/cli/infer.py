@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,11 +24,13 @@ from rich.progress import (
 from rich.table import Table
 
 from roofmapnet.cli._common import ConfigOption, console, default_config_path, err_console, notice, report_errors
+from roofmapnet.errors import RoofMapError
 
 _IO = "Input/Output"
 _MODEL = "Model"
 _DECODING = "Decoding"
 _PERF = "Performance"
+_GIS = "GIS rasters (GeoTIFF, tiling)"
 #: Failures listed in the summary before the rest are counted.
 _MAX_FAILURE_ROWS = 100
 #: Seconds between plain progress lines when stderr is not a terminal.
@@ -41,6 +44,13 @@ class Precision(str, Enum):
     bf16 = "bf16"
     fp16 = "16"
     auto = "auto"
+
+
+class GeoJSONCRS(str, Enum):
+    """``--crs``: GeoJSON coordinates of georeferenced rasters."""
+
+    wgs84 = "wgs84"
+    native = "native"
 
 
 class Strategy(str, Enum):
@@ -61,23 +71,28 @@ def parse_outputs(text: str) -> tuple[str, ...]:
 
 
 class _ProgressReporter:
-    """Rich progress bar when stderr is a terminal, else a plain line every ~10 s and at the end."""
+    """Rich progress bar when stderr is a terminal, else a plain line every ~10 s and at the end.
+
+    Calling it reports images; :meth:`tiles` reports the tiles of the raster being tiled (a second bar).
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.rich = enabled and err_console.is_terminal
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._tile_task: TaskID | None = None
         self._last = 0.0
+        self._last_tiles = 0.0
         self._start = time.perf_counter()
 
     def __enter__(self) -> _ProgressReporter:
         if self.rich:
             self._bar = Progress(
-                TextColumn("infer"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("images"),
+                TextColumn("{task.fields[unit]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=err_console,
@@ -95,13 +110,27 @@ class _ProgressReporter:
             return
         if self._bar is not None:
             if self._task is None:
-                self._task = self._bar.add_task("infer", total=total)
+                self._task = self._bar.add_task("infer", total=total, unit="images")
             self._bar.update(self._task, completed=done, total=total)
             return
         now = time.perf_counter()
         if done == total or now - self._last >= _PLAIN_PROGRESS_EVERY:
             self._last = now
             err_console.print(f"infer: {done}/{total} images, {now - self._start:.1f} s", highlight=False)
+
+    def tiles(self, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` tiles of the current raster."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            if self._tile_task is None:
+                self._tile_task = self._bar.add_task("tiles", total=total, unit="tiles")
+            self._bar.update(self._tile_task, completed=done, total=total)
+            return
+        now = time.perf_counter()
+        if done == total or now - self._last_tiles >= _PLAIN_PROGRESS_EVERY:
+            self._last_tiles = now
+            err_console.print(f"infer: {done}/{total} tiles, {now - self._start:.1f} s", highlight=False)
 
 
 def print_summary(report: object) -> None:
@@ -120,11 +149,19 @@ def print_summary(report: object) -> None:
     table.add_row("images/s", f"{report.images_per_second:.2f}")
     if n and report.model_seconds > 0:
         table.add_row("model-only images/s", f"{n / report.model_seconds:.2f}")
+    if report.tiling:
+        tiles = sum(t.tiles for t in report.tiling)
+        tile_seconds = sum(t.seconds for t in report.tiling)
+        merge_seconds = sum(t.merge_seconds for t in report.tiling)
+        table.add_row("raster tiles", f"{tiles} ({sum(t.tiles_run for t in report.tiling)} with data)")
+        table.add_row("tiles/s", f"{tiles / tile_seconds:.2f}" if tile_seconds > 0 else "-")
+        table.add_row("merge time", f"{merge_seconds:.2f} s ({100 * merge_seconds / max(tile_seconds, 1e-9):.1f} %)")
     table.add_row("written to", str(report.out_dir))
     console.print(table)
     # Failures as one line each (no table folding, greppable in logs).
     for item in report.failed[:_MAX_FAILURE_ROWS]:
-        console.print(f"[yellow]skipped:[/] {item.path}: {item.reason}", highlight=False, soft_wrap=True, markup=True)
+        text = f"[yellow]skipped:[/] {escape(item.path)}: {escape(item.reason)}"
+        console.print(text, highlight=False, soft_wrap=True, markup=True)
     if len(report.failed) > _MAX_FAILURE_ROWS:
         console.print(f"[yellow]skipped:[/] … and {len(report.failed) - _MAX_FAILURE_ROWS} more", highlight=False)
 
@@ -253,6 +290,57 @@ def infer_command(
             help="auto (one process unless --devices > 1) or ddp (Lightning's predict loop).", rich_help_panel=_PERF
         ),
     ] = Strategy.auto,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            help="Tile side in raster pixels; also tiles plain images. Default: the model input size "
+            "(scaled by --gsd). GeoTIFFs are always tiled.",
+            show_default=False,
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Overlap of neighbouring tiles in raster pixels (less than half a tile). Default: tile / 8.",
+            show_default=False,
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="1-based raster bands to use as R,G,B (e.g. 1,2,3) or one grey band. Default: the RGB bands, "
+            "else 1,2,3, else 1.",
+            show_default=False,
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    gsd: Annotated[
+        float | None,
+        typer.Option(
+            help="Ground resolution (m/pixel) the model was trained at: the default tile covers image_size × gsd "
+            "metres of a georeferenced raster.",
+            show_default=False,
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    crs: Annotated[
+        GeoJSONCRS,
+        typer.Option(
+            help="GeoJSON coordinates of georeferenced rasters: wgs84 (RFC 7946 lon/lat) or native (raster CRS, "
+            "with a crs member).",
+            rich_help_panel=_GIS,
+        ),
+    ] = GeoJSONCRS.wgs84,
+    gpkg: Annotated[
+        bool,
+        typer.Option(
+            "--gpkg/--no-gpkg",
+            help="Also write a GeoPackage (lines and junctions layers) for georeferenced rasters.",
+            rich_help_panel=_GIS,
+        ),
+    ] = True,
 ) -> None:
     """Run a trained RoofMapNet on images and write per-image JSON, GeoJSON and overlay PNG.
 
@@ -261,10 +349,16 @@ def infer_command(
     OUT/IMAGE.json, OUT/IMAGE.geojson and OUT/IMAGE_overlay.png. Unreadable or non-image files are skipped
     and listed; the exit code is 1 if any input failed, 2 if no image matched.
 
+    GeoTIFFs and other GDAL rasters of any size (with the optional geo extra of the package) are read window
+    by window, run in overlapping tiles, merged across seams, and written in map coordinates: GeoJSON (WGS 84
+    by default) and a GeoPackage (docs/gis.md).
+
     [bold]Example[/]: roofmap infer -k logs/checkpoints/last.ckpt tiles/ "extra/*.tif" -o results/
     """
     from roofmapnet.config import load_config
+    from roofmapnet.inference.geo import parse_bands
     from roofmapnet.inference.predictor import InferOptions, Predictor
+    from roofmapnet.inference.tiling import RasterOptions, route_inputs
 
     distributed = devices > 1 or strategy is not Strategy.auto
     options = InferOptions(
@@ -279,9 +373,31 @@ def infer_command(
         workers=workers,
         recursive=recursive,
     )
+    try:
+        band_list = parse_bands(bands)
+    except ValueError as exc:
+        raise RoofMapError(str(exc), exit_code=2) from None
+    raster = RasterOptions(
+        tile=tile,
+        overlap=overlap,
+        gsd=gsd,
+        bands=band_list,
+        crs=crs.value,
+        gpkg=gpkg,
+        tile_all=tile is not None or band_list is not None,
+    )
     cfg_path = config if config is not None else default_config_path()
     cfg = load_config(cfg_path)
     predictor = Predictor.from_checkpoint(checkpoint, device=device, precision=precision.value, cfg=cfg)
+    if distributed:
+        paths, _ = predictor.discover(inputs, options, out)
+        tiled = [p for p, t in zip(paths, route_inputs(paths, raster), strict=True) if t]
+        if tiled:
+            msg = (
+                f"{tiled[0]}: rasters run tile by tile in one process; drop --devices / --strategy ddp "
+                "(or the GIS options) for these inputs"
+            )
+            raise RoofMapError(msg, exit_code=2)
     rank_zero = _is_rank_zero()
     if predictor.precision_notice and rank_zero:
         notice(predictor.precision_notice)
@@ -303,7 +419,9 @@ def infer_command(
                 progress=on_progress,
             )
         else:
-            report = predictor.run(inputs, out, options, progress=on_progress)
+            report = predictor.run(
+                inputs, out, options, progress=on_progress, raster=raster, tile_progress=progress.tiles
+            )
     if report.global_rank == 0:
         print_summary(report)
     if report.exit_code:

@@ -54,6 +54,8 @@ from roofmapnet.models.roofmapnet import RoofMapNet
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from roofmapnet.inference.tiling import RasterOptions, TilingStats
+
 #: ``--precision`` choices.
 PRECISIONS: tuple[str, ...] = ("32", "bf16", "16", "auto")
 _PRECISION_ALIASES = {
@@ -216,6 +218,7 @@ class InferReport:
         seconds: wall time of the whole run (decode, model, post-processing, writing).
         model_seconds: time spent in the model (``model.predict``) alone, summed over processes.
         global_rank: the process that holds this report (multi-process runs; only rank 0 should print).
+        tiling: per-raster statistics of the inputs run tile by tile (:mod:`roofmapnet.inference.tiling`).
     """
 
     out_dir: Path
@@ -224,6 +227,7 @@ class InferReport:
     seconds: float = 0.0
     model_seconds: float = 0.0
     global_rank: int = 0
+    tiling: list[TilingStats] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -513,14 +517,22 @@ class Predictor:
         options: InferOptions | None = None,
         *,
         progress: Callable[[int, int], None] | None = None,
+        raster: RasterOptions | None = None,
+        tile_progress: Callable[[int, int], None] | None = None,
     ) -> InferReport:
         """Run on image files / folders / globs and write the outputs (single process).
+
+        GeoTIFFs and other GDAL rasters (and every input when ``raster.tile_all``) are run tile by tile with
+        georeferenced outputs (:func:`roofmapnet.inference.tiling.run_raster`), one raster at a time, before
+        the plain images.
 
         Args:
             inputs: files, folders or glob patterns.
             out_dir: output folder (created if needed).
             options: run options.
             progress: called as ``progress(done, total)`` after each image (processed or failed).
+            raster: tiling and GIS output options (default: :class:`~roofmapnet.inference.tiling.RasterOptions`).
+            tile_progress: called as ``progress(done_tiles, total_tiles)`` during each tiled raster.
 
         Returns:
             The run's summary; ``report.exit_code`` is 1 if any input failed.
@@ -540,6 +552,21 @@ class Predictor:
         total = len(paths)
         done_count = 0
         outcomes: list[ImageResult | SkippedInput] = []
+        from roofmapnet.inference.tiling import RasterOptions, route_inputs, run_raster
+
+        raster = raster or RasterOptions()
+        tiled = route_inputs(paths, raster)
+        for path, stem in [(p, s) for p, s, t in zip(paths, stems, tiled, strict=True) if t]:
+            outcome, stats = run_raster(self, path, stem, out, options, raster, info, progress=tile_progress)
+            outcomes.append(outcome)
+            if stats is not None:
+                report.tiling.append(stats)
+            done_count += 1
+            if progress is not None:
+                progress(done_count, total)
+        position = {str(p): i for i, p in enumerate(paths)}
+        paths = [p for p, t in zip(paths, tiled, strict=True) if not t]
+        stems = [s for s, t in zip(stems, tiled, strict=True) if not t]
         prefetch = max(2 * batch_size, options.workers)
         # Outstanding writes are bounded so that decoded originals do not pile up in memory.
         max_pending = 2 * batch_size + 2
@@ -565,6 +592,8 @@ class Predictor:
             if batch:
                 pending.extend(self.process_batch(batch, stems, out, options, info, writer=writer))
             drain(0)
+        if any(tiled):  # back to input order
+            outcomes.sort(key=lambda o: position.get(o.image if isinstance(o, ImageResult) else o.path, 0))
         for outcome in outcomes:
             (report.results if isinstance(outcome, ImageResult) else report.failed).append(outcome)  # type: ignore[arg-type]
         report.seconds = time.perf_counter() - start

@@ -39,7 +39,9 @@ def _batch(cfg: Any, n: int) -> dict[str, Any]:
     return collate([ds[i] for i in range(n)])
 
 
-def run(preset: str = "small", batch: int = 4, steps: int = 4, precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, Any]:
+def run(
+    preset: str = "small", batch: int = 4, steps: int = 4, precisions: tuple[str, ...] = ("fp32", "bf16")
+) -> dict[str, Any]:
     """Median step times (s) of the backbone-only and full steps per precision, and their ratio."""
     from roofmapnet.config import load_config
     from roofmapnet.losses import RoofMapNetLoss

@@ -33,7 +33,9 @@ def _synthetic_batch(cfg: Any, batch_size: int, device: torch.device) -> dict[st
     from roofmapnet.data.synth import generate_dataset
 
     tmp = Path(tempfile.mkdtemp())
-    generate_dataset(tmp / "raw", counts={"train": batch_size, "valid": 2}, image_size=cfg.model.image_size, progress=False)
+    generate_dataset(
+        tmp / "raw", counts={"train": batch_size, "valid": 2}, image_size=cfg.model.image_size, progress=False
+    )
     preprocess(tmp / "raw", tmp / "data", PreprocessOptions(cfg.model.image_size, cfg.model.heatmap_size))
     ds = RoofDataset(tmp / "data", "train", cfg, train=True, seed=0)
     batch = collate([ds[i] for i in range(batch_size)])

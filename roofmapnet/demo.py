@@ -190,7 +190,10 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
             say(f"[6/6] export ONNX with parity check → {onnx_path}")
             from roofmapnet.export import export_checkpoint
 
-            export_checkpoint(last, "onnx", onnx_path)
+            result = export_checkpoint(last, "onnx", onnx_path)
+            if not result.passed:
+                msg = f"{onnx_path}: the ONNX export does not reproduce PyTorch (run `roofmap export` for the table)"
+                raise RoofMapError(msg)
             _mark(out, "export")
             report.artefacts["ONNX model"] = onnx_path
     return report

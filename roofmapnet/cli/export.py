@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -18,8 +17,6 @@ if TYPE_CHECKING:
 _IO: Final = "Input/Output"
 _FORMAT: Final = "Format"
 _CHECK: Final = "Parity check"
-#: ``--format`` values.
-FORMATS: Final = ("onnx", "torchscript", "state-dict")
 
 
 def print_parity(report: ParityReport) -> None:
@@ -66,67 +63,6 @@ def print_parity(report: ParityReport) -> None:
 
 def _size(path: Path) -> str:
     return f"{path.stat().st_size / 2**20:.1f} MiB"
-
-
-def run_export(
-    checkpoint: Path,
-    fmt: str,
-    out: Path,
-    *,
-    opset: int,
-    precision: str,
-    config: Path | None,
-    max_junctions: int | None,
-    device: str,
-    parity: bool,
-) -> ParityReport | None:
-    """Load, export, report the files written and (unless ``parity`` is off) check parity; see the command."""
-    from roofmapnet.config import load_config
-    from roofmapnet.export.onnx import export_onnx, precision_dtype
-    from roofmapnet.export.parity import check_parity, exported_predictor, parity_images
-    from roofmapnet.export.pipeline import export_config, with_config
-    from roofmapnet.export.runtime import OnnxModel, TorchScriptModel
-    from roofmapnet.export.state_dict import export_state_dict
-    from roofmapnet.export.torchscript import export_torchscript
-    from roofmapnet.inference.predictor import resolve_device
-    from roofmapnet.models.loading import load_model
-
-    fmt = fmt.strip().lower()
-    if fmt not in FORMATS:
-        raise RoofMapError(f"--format {fmt}: expected one of {', '.join(FORMATS)}", exit_code=2)
-    precision = precision.strip().lower()
-    precision_dtype(precision)
-    dev = resolve_device(device)
-    base = load_config(config if config is not None else default_config_path())
-    model, cfg = load_model(checkpoint, dev, base)
-    cfg = export_config(cfg, max_junctions)
-    model = with_config(model, cfg.model)
-    t0 = time.perf_counter()
-    exported: object
-    if fmt == "onnx":
-        export_onnx(model, cfg, out, opset=opset, precision=precision)
-        written = [out]
-    elif fmt == "torchscript":
-        export_torchscript(model, cfg, out, precision=precision)
-        written = [out]
-    else:
-        written = list(export_state_dict(model, cfg, out, precision=precision))
-    for path in written:
-        console.print(f"wrote [bold]{path}[/] ({_size(path)})", highlight=False)
-    console.print(f"export: {fmt} {precision} in {time.perf_counter() - t0:.1f} s", highlight=False)
-    if not parity:
-        return None
-    if fmt == "onnx":
-        exported, label = OnnxModel(out), f"onnx {precision} (onnxruntime)"
-    elif fmt == "torchscript":
-        exported, label = TorchScriptModel(out, device=dev), f"torchscript {precision}"
-    else:
-        exported, label = load_model(out, dev)[0], f"state-dict {precision} (reloaded)"
-    m = cfg.model
-    predict = exported_predictor(exported, score_threshold=m.line_score_thres, junction_threshold=m.eval_junc_thres)
-    report = check_parity(model, predict, parity_images(m), label=label, precision=precision)
-    print_parity(report)
-    return report
 
 
 @report_errors
@@ -204,17 +140,29 @@ def export_command(
 
     [bold]Example[/]: roofmap export -k logs/checkpoints/last.ckpt -f onnx -o roofmapnet.onnx
     """
-    report = run_export(
+    from roofmapnet.config import load_config
+    from roofmapnet.export.api import export_checkpoint
+
+    def written(paths: list[Path], seconds: float) -> None:
+        for path in paths:
+            console.print(f"wrote [bold]{path}[/] ({_size(path)})", highlight=False)
+        console.print(f"export: {fmt} {precision} in {seconds:.1f} s", highlight=False)
+
+    result = export_checkpoint(
         checkpoint,
         fmt,
         out,
         opset=opset,
         precision=precision,
-        config=config,
+        cfg=load_config(config if config is not None else default_config_path()),
         max_junctions=max_junctions,
         device=device,
         parity=parity,
+        on_written=written,
     )
+    report = result.parity
+    if report is not None:
+        print_parity(report)
     if report is not None and not report.passed:
         failed = sum(not im.passed for im in report.images)
         msg = (

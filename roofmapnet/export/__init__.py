@@ -9,6 +9,8 @@
   :meth:`RoofMapNet.predict`'s interface, returning the same :class:`~roofmapnet.models.outputs.Wireframe` list.
 * :mod:`~roofmapnet.export.parity` — :func:`check_parity` against PyTorch eager on synthetic images.
 
+* :mod:`~roofmapnet.export.api` — :func:`export_checkpoint`: load, export, check parity (``roofmap export``).
+
 Names are resolved lazily so that importing this package does not import onnx / onnxruntime.
 """
 
@@ -18,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from roofmapnet.export.api import ExportResult, export_checkpoint
     from roofmapnet.export.onnx import export_onnx
     from roofmapnet.export.parity import ParityReport, check_parity, parity_images
     from roofmapnet.export.pipeline import ExportInfo, ExportPipeline
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from roofmapnet.export.torchscript import export_torchscript
 
 _EXPORTS = {
+    "export_checkpoint": "roofmapnet.export.api",
+    "ExportResult": "roofmapnet.export.api",
     "ExportPipeline": "roofmapnet.export.pipeline",
     "ExportInfo": "roofmapnet.export.pipeline",
     "export_onnx": "roofmapnet.export.onnx",
@@ -48,6 +53,8 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ExportResult",
+    "export_checkpoint",
     "ExportInfo",
     "ExportPipeline",
     "ExportedModel",

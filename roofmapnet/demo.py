@@ -99,7 +99,12 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         say(f"[1/6] synth: {options.train_images}+{options.valid_images}+{options.test_images} roofs → {raw}")
         counts = {"train": options.train_images, "valid": options.valid_images, "test": options.test_images}
         generate_dataset(
-            raw, counts=counts, image_size=options.image_size, seed=options.seed, workers=options.workers, overwrite=True
+            raw,
+            counts=counts,
+            image_size=options.image_size,
+            seed=options.seed,
+            workers=options.workers,
+            overwrite=True,
         )
         _mark(out, "synth", counts)
     report.artefacts["raw dataset"] = raw
@@ -153,7 +158,9 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         from roofmapnet.models.loading import load_model
 
         model, mcfg = load_model(last)
-        run_validation(model, mcfg, data, val_dir, ValidateOptions(split="test", device=options.device), checkpoint=last)
+        run_validation(
+            model, mcfg, data, val_dir, ValidateOptions(split="test", device=options.device), checkpoint=last
+        )
         _mark(out, "validate")
     metrics_path = val_dir / "metrics.json"
     report.metrics = json.loads(metrics_path.read_text())["metrics"]

@@ -125,5 +125,5 @@ def write(check: bool = False) -> list[Path]:
 if __name__ == "__main__":
     changed = write(check="--check" in sys.argv)
     for p in changed:
-        print(("stale: " if "--check" in sys.argv else "wrote: ") + str(p))  # noqa: T201
+        print(("stale: " if "--check" in sys.argv else "wrote: ") + str(p))
     sys.exit(1 if changed and "--check" in sys.argv else 0)

@@ -32,10 +32,23 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config_path: Path)
     return path, cfg
 
 
-def test_validate_writes_table_metrics_and_plot(checkpoint: tuple[Path, RootConfig], tiny_data: Path, tmp_path: Path) -> None:
+def test_validate_writes_table_metrics_and_plot(
+    checkpoint: tuple[Path, RootConfig], tiny_data: Path, tmp_path: Path
+) -> None:
     path, _ = checkpoint
     result = CliRunner().invoke(
-        app, ["validate", "--checkpoint", str(path), "--data-root", str(tiny_data), "--split", "valid", "--out", str(tmp_path)]
+        app,
+        [
+            "validate",
+            "--checkpoint",
+            str(path),
+            "--data-root",
+            str(tiny_data),
+            "--split",
+            "valid",
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 0, result.output
     for label in ("L_gauss", "L_sf", "total loss", "sAP10", "msAP", "mAP^J", "AP^H", "F^H", "images/s"):

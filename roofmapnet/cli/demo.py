@@ -37,7 +37,9 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of the data and the training.", rich_help_panel=_RUN)] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes for synth/preprocess.", rich_help_panel=_RUN)] = 2,
     export: Annotated[bool, typer.Option(help="Export ONNX at the end.", rich_help_panel=_RUN)] = True,
-    fresh: Annotated[bool, typer.Option(help="Redo every stage instead of skipping finished ones.", rich_help_panel=_RUN)] = False,
+    fresh: Annotated[
+        bool, typer.Option(help="Redo every stage instead of skipping finished ones.", rich_help_panel=_RUN)
+    ] = False,
 ) -> None:
     """Run the whole pipeline on synthetic roofs: synth → preprocess → train → validate → infer → export.
 

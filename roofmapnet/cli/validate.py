@@ -40,7 +40,9 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     table.add_column("value", justify="right")
     for key, label in TABLE_ROWS:
         if key in metrics and metrics[key] is not None:
-            table.add_row(label, f"{float(metrics[key]):.4f}" if key.startswith("loss") else f"{float(metrics[key]):.2f}")
+            table.add_row(
+                label, f"{float(metrics[key]):.4f}" if key.startswith("loss") else f"{float(metrics[key]):.2f}"
+            )
     return table
 
 
@@ -69,9 +71,7 @@ def validate_command(
     save_predictions: Annotated[
         bool, typer.Option(help="Also write per-image predictions (JSON).", rich_help_panel="Output")
     ] = False,
-    limit: Annotated[
-        int | None, typer.Option(help="Evaluate only the first N images.", rich_help_panel="Data")
-    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.", rich_help_panel="Data")] = None,
 ) -> None:
     """Measure a model on a preprocessed split: the six losses, sAP5/10/15, msAP, mAP^J, AP^H, F^H.
 

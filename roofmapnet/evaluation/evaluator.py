@@ -107,7 +107,7 @@ class Evaluator:
                 unique.append(r)
         self.records = unique
 
-    def compute(self) -> dict[str, float]:
+    def compute(self) -> dict[str, Any]:
         """sAP5/10/15, msAP, sF* (+ mAP^J, AP^H, F^H when enabled) as percentages, and the PR curves."""
         from roofmapnet.evaluation.summary import compute_metrics
 

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 METRIC_SIDE = 128
 
 
-def compute_metrics(records: Sequence[ImageRecord], *, junctions: bool = False, heatmap: bool = False) -> dict[str, Any]:
+def compute_metrics(
+    records: Sequence[ImageRecord], *, junctions: bool = False, heatmap: bool = False
+) -> dict[str, Any]:
     """sAP5/10/15, sF5/10/15, msAP (+ mAP^J, APJ0.5/1/2 with and without offsets, AP^H, F^H), in percent.
 
     The returned dict also holds ``"curves"``: ``{name: (recall, precision)}`` for plotting.

@@ -53,15 +53,15 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ExportResult",
-    "export_checkpoint",
     "ExportInfo",
     "ExportPipeline",
+    "ExportResult",
     "ExportedModel",
     "OnnxModel",
     "ParityReport",
     "TorchScriptModel",
     "check_parity",
+    "export_checkpoint",
     "export_onnx",
     "export_state_dict",
     "export_torchscript",

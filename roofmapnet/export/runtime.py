@@ -110,7 +110,7 @@ class ExportedModel(ABC):
         """The configuration the model was exported with."""
         return self.info.config
 
-    def to(self, device: str | torch.device) -> ExportedModel:  # noqa: ARG002 - device is chosen at load time
+    def to(self, device: str | torch.device) -> ExportedModel:
         """No-op (for :class:`~roofmapnet.inference.predictor.Predictor`); the runtime device is fixed at load."""
         return self
 

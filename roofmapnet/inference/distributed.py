@@ -112,7 +112,7 @@ class PredictWriter(pl.LightningModule):
             collate_fn=_as_list,
         )
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:  # noqa: ARG002
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Keep the batch as is: :meth:`Predictor.predict` moves the stacked images itself."""
         return batch
 
@@ -121,7 +121,7 @@ class PredictWriter(pl.LightningModule):
         self.predictor.device = self.device
         self.predictor.model_seconds = 0.0
 
-    def predict_step(self, batch: list[LoadedImage], batch_idx: int) -> None:  # noqa: ARG002
+    def predict_step(self, batch: list[LoadedImage], batch_idx: int) -> None:
         """Predict and write one batch; outcomes are kept for the summary."""
         futures = self.predictor.process_batch(batch, self.stems, self.out_dir, self.options, self.info)
         self.outcomes.extend((item.index, f.result()) for item, f in zip(batch, futures, strict=True))

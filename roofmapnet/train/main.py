@@ -86,7 +86,7 @@ class PlainProgress(Callback):
         if trainer.is_global_zero and step % self.every == 0:
             loss = trainer.callback_metrics.get("train/total_loss")
             text = f"{float(loss):.4f}" if loss is not None else "n/a"
-            print(f"epoch {trainer.current_epoch} step {step} total_loss {text}", flush=True)  # noqa: T201
+            print(f"epoch {trainer.current_epoch} step {step} total_loss {text}", flush=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Print the validation summary."""
@@ -95,7 +95,7 @@ class PlainProgress(Callback):
             parts = [f"{k} {float(m[k]):.4f}" for k in (MONITOR, "val/sAP10") if k in m]
             print(
                 f"validation epoch {trainer.current_epoch} step {trainer.global_step}: " + ", ".join(parts), flush=True
-            )  # noqa: T201
+            )
 
 
 class _DropTips(logging.Filter):
@@ -253,7 +253,7 @@ def train(
     Returns:
         A :class:`TrainResult` with the run directory and checkpoint paths.
     """
-    say = notify or (lambda text: print(f"note: {text}", file=sys.stderr))  # noqa: T201
+    say = notify or (lambda text: print(f"note: {text}", file=sys.stderr))
     quiet_lightning()
     if strategy not in STRATEGIES:
         raise ConfigError([f"--strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}"])

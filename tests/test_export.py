@@ -382,6 +382,35 @@ def test_infer_with_the_onnx_model_writes_the_same_json(
             assert np.allclose(ref[key], got[key], atol=tol, rtol=0), key
 
 
+def test_cli_infer_with_model_onnx_equals_checkpoint_path(
+    model: RoofMapNet, cfg: RootConfig, onnx_path: Path, tmp_path: Path
+) -> None:
+    """`roofmap infer --model model.onnx` writes the same JSON as `roofmap infer --checkpoint weights`."""
+    from typer.testing import CliRunner
+
+    from roofmapnet.cli.app import app
+
+    weights, _ = export_state_dict(model, cfg, tmp_path / "weights.pth")
+    image = _write_png(tmp_path / "roof.png", 96, 128, 3)
+    docs = {}
+    for flag, path in (("--checkpoint", weights), ("--model", onnx_path)):
+        out = tmp_path / flag.strip("-")
+        args = ["infer", flag, str(path), str(image), "--out", str(out), "--outputs", "json", "--device", "cpu"]
+        result = CliRunner().invoke(app, [*args, "--threshold", str(SCORE_THRESHOLD), "--workers", "0"])
+        assert result.exit_code == 0, result.output
+        docs[flag] = json.loads((out / "roof.json").read_text())
+    ref, got = docs["--checkpoint"], docs["--model"]
+    assert len(ref["lines"]) > 0
+    assert (ref["width"], ref["height"]) == (got["width"], got["height"]) == (128, 96)
+    for key, tol in (("lines", 2e-3), ("scores", 1e-4), ("junctions", 2e-3)):
+        assert np.asarray(ref[key]).shape == np.asarray(got[key]).shape, key
+        assert np.allclose(ref[key], got[key], atol=tol, rtol=0), key
+    both = CliRunner().invoke(
+        app, ["infer", "--model", str(onnx_path), "--checkpoint", str(weights), str(image), "-o", str(tmp_path)]
+    )
+    assert both.exit_code == 2
+
+
 # ------------------------------------------------------------------------------------------------ errors
 def test_runtime_rejects_corrupt_and_foreign_files(onnx_path: Path, ts_path: Path, tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.onnx"

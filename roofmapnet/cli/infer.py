@@ -180,7 +180,7 @@ def infer_command(
         typer.Option("--out", "-o", help="Output folder (created if needed).", show_default=False, rich_help_panel=_IO),
     ],
     checkpoint: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--checkpoint",
             "-k",
@@ -188,7 +188,18 @@ def infer_command(
             show_default=False,
             rich_help_panel=_MODEL,
         ),
-    ],
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="An exported pipeline instead of weights: model.onnx (onnxruntime) or a TorchScript file "
+            "from `roofmap export`; its config travels inside it.",
+            show_default=False,
+            rich_help_panel=_MODEL,
+        ),
+    ] = None,
     outputs: Annotated[
         str,
         typer.Option(help="Which outputs to write, comma-separated: json, geojson, overlay.", rich_help_panel=_IO),
@@ -388,7 +399,17 @@ def infer_command(
     )
     cfg_path = config if config is not None else default_config_path()
     cfg = load_config(cfg_path)
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, precision=precision.value, cfg=cfg)
+    if (checkpoint is None) == (model is None):
+        raise RoofMapError(
+            "give exactly one of --checkpoint (weights) or --model (an exported .onnx / TorchScript)", exit_code=2
+        )
+    if model is not None and distributed:
+        raise RoofMapError(
+            "--model: exported pipelines run in one process; drop --devices / --strategy ddp", exit_code=2
+        )
+    weights = checkpoint if checkpoint is not None else model
+    assert weights is not None
+    predictor = Predictor.from_checkpoint(weights, device=device, precision=precision.value, cfg=cfg)
     if distributed:
         paths, _ = predictor.discover(inputs, options, out)
         tiled = [p for p, t in zip(paths, route_inputs(paths, raster), strict=True) if t]

@@ -340,7 +340,10 @@ class Predictor:
         precision: str = "32",
         cfg: RootConfig | None = None,
     ) -> Predictor:
-        """Load a checkpoint (official ``.pth``, Lightning ``.ckpt`` or exported weights + sidecar).
+        """Load weights (official ``.pth``, Lightning ``.ckpt``, exported weights + sidecar) or an exported pipeline.
+
+        An ``.onnx`` file runs through onnxruntime and a TorchScript archive through ``torch.jit``, with the same
+        outputs and writers as PyTorch inference (their precision is the one they were exported with).
 
         Args:
             path: the weights file.
@@ -353,6 +356,12 @@ class Predictor:
         """
         path = Path(path)
         dev = resolve_device(device)
+        from roofmapnet.export.runtime import is_exported_model, load_exported_model
+
+        if is_exported_model(path):  # an ONNX / TorchScript pipeline: its config travels inside it
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if dev.type == "cuda" else None
+            exported, root = load_exported_model(path, device=dev, providers=providers)
+            return cls(exported, root, dev, "32", checkpoint=path)  # type: ignore[arg-type]
         model, root = load_model(path, dev, cfg)
         return cls(model, root, dev, precision, checkpoint=path)
 

@@ -35,6 +35,7 @@ class DemoOptions:
     minutes: float = 10.0
     max_epochs: int = 200
     infer_images: int = 6
+    infer_threshold: float = 0.5
     seed: int = 0
     workers: int = 2
     device: str = "auto"
@@ -177,7 +178,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
 
         images = sorted((raw / "images").glob("test_*.png"))[: options.infer_images]
         predictor = Predictor.from_checkpoint(last, device=options.device)
-        predictor.run(images, infer_dir, InferOptions(workers=0))
+        # L-CNN's 0.5 score threshold for the demo's pictures (`roofmap infer` defaults to the reference's 0.1).
+        predictor.run(images, infer_dir, InferOptions(workers=0, threshold=options.infer_threshold))
         _mark(out, "infer")
     report.artefacts["predictions (JSON, GeoJSON, overlays)"] = infer_dir
 

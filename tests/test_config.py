@@ -123,15 +123,17 @@ def test_cli_version() -> None:
 
 
 def test_atomic_writes_leave_no_temporary_and_use_normal_permissions(tmp_path: Path) -> None:
-    import os
-
     from roofmapnet.utils.io import FILE_MODE, atomic_path, atomic_write_text
+
+    def fail_midway() -> None:
+        with atomic_path(tmp_path / "broken.png") as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError
 
     target = tmp_path / "out.json"
     atomic_write_text(target, "{}")
     assert target.read_text() == "{}"
     assert (target.stat().st_mode & 0o777) == FILE_MODE
-    with pytest.raises(RuntimeError), atomic_path(tmp_path / "broken.png") as tmp:
-        tmp.write_bytes(b"partial")
-        raise RuntimeError
-    assert sorted(os.listdir(tmp_path)) == ["out.json"]
+    with pytest.raises(RuntimeError):
+        fail_midway()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

@@ -55,6 +55,11 @@ class RoofMapNetLightningModule(pl.LightningModule):
         self.cfg = cfg
         self.save_hyperparameters({"config": cfg.model_dump(mode="json")})
         self.model = RoofMapNet(cfg.model)
+        if not cfg.loss.gauss_learnable:
+            # The Gaussian's α/β stay in the state_dict but are not trained: DDP must not wait for their gradients.
+            backbone = self.model.detection.backbone
+            backbone.gaussalpha.requires_grad_(False)
+            backbone.gaussbeta.requires_grad_(False)
         self.criterion = RoofMapNetLoss(cfg)
         self._evaluator: Any = None
 

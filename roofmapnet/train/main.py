@@ -258,20 +258,18 @@ def train(
     if strategy not in STRATEGIES:
         raise ConfigError([f"--strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}"])
     all_overrides: dict[str, Any] = dict(overrides or {})
-    all_overrides.update(
-        {
-            "optim.max_epoch": max_epochs,
-            "model.batch_size": batch_size,
-            "io.num_workers": num_workers,
-            "io.logdir": Path(logdir) if logdir is not None else None,
-            "io.datadir": Path(data_root) if data_root is not None else None,
-        }
-    )
+    flags = {
+        "optim.max_epoch": max_epochs,
+        "model.batch_size": batch_size,
+        "io.num_workers": num_workers,
+        "io.logdir": Path(logdir) if logdir is not None else None,
+        "io.datadir": Path(data_root) if data_root is not None else None,
+    }
+    all_overrides.update({k: v for k, v in flags.items() if v is not None})  # flags not given keep --set values
     if cfg is None:
         cfg = load_config(config_path, all_overrides)
     else:  # re-validate the given config with the overrides applied on top
-        given = {k: v for k, v in all_overrides.items() if v is not None}
-        cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **given})
+        cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **all_overrides})
     data = Path(cfg.io.datadir)
     check_data_root(data)
     run_dir = Path(cfg.io.logdir)

@@ -49,23 +49,9 @@ from roofmapnet.inference.tiling import (
 )
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import TMP_PREFIX
+from tests.tiny import TINY_MODEL as SHARED_TINY_MODEL
 
-TINY_MODEL = {
-    "image_size": 64,
-    "heatmap_size": 16,
-    "depth": 2,
-    "num_stacks": 1,
-    "inplanes": 8,
-    "num_feats": 8,
-    "jmap_channels": 8,
-    "n_pts0": 16,
-    "n_pts1": 4,
-    "dim_loi": 8,
-    "dim_fc": 16,
-    "aoam_channels": 8,
-    "n_dyn_junc": 20,
-    "batch_size_eval": 8,
-}
+TINY_MODEL = {**SHARED_TINY_MODEL, "num_stacks": 1, "batch_size_eval": 8}
 CFG = RootConfig.model_validate({"model": TINY_MODEL})
 EPSG = 32632
 ORIGIN = (500_000.0, 5_000_300.0)  # upper-left corner, UTM 32N (about 9° E, 45° N)

@@ -38,22 +38,9 @@ from roofmapnet.inference.writers import (
 )
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import TMP_PREFIX
+from tests.tiny import TINY_MODEL as SHARED_TINY_MODEL
 
-TINY_MODEL = {
-    "image_size": 64,
-    "heatmap_size": 16,
-    "depth": 2,
-    "num_stacks": 1,
-    "inplanes": 8,
-    "num_feats": 8,
-    "jmap_channels": 8,
-    "n_pts0": 16,
-    "n_pts1": 4,
-    "dim_loi": 8,
-    "dim_fc": 16,
-    "aoam_channels": 8,
-    "n_dyn_junc": 20,
-}
+TINY_MODEL = {**SHARED_TINY_MODEL, "num_stacks": 1}
 TINY_CFG = RootConfig.model_validate({"model": TINY_MODEL})
 
 

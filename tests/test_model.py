@@ -26,28 +26,11 @@ from roofmapnet.models.proposals import (
 from roofmapnet.models.roofmapnet import RoofMapNet
 from roofmapnet.models.sampler import eval_pairs, line_features
 from roofmapnet.models.verifier import occlusion_mask
+from tests.tiny import TINY_MODEL
 
 MANIFEST = Path(__file__).parent / "data" / "roofmapnet_state_dict_manifest.json"
 
-TINY = {
-    "image_size": 64,
-    "heatmap_size": 16,
-    "depth": 2,
-    "num_stacks": 2,
-    "num_blocks": 1,
-    "inplanes": 8,
-    "num_feats": 8,
-    "jmap_channels": 8,
-    "n_pts0": 16,
-    "n_pts1": 4,
-    "dim_loi": 8,
-    "dim_fc": 16,
-    "aoam_channels": 8,
-    "n_dyn_junc": 20,
-    "n_dyn_posl": 50,
-    "n_dyn_negl": 10,
-    "n_dyn_othr": 30,
-}
+TINY = {**TINY_MODEL, "num_stacks": 2, "num_blocks": 1, "n_dyn_posl": 50, "n_dyn_negl": 10, "n_dyn_othr": 30}
 
 
 @pytest.fixture(autouse=True, scope="module")

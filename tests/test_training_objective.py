@@ -14,6 +14,7 @@ from torch import Tensor
 from roofmapnet.config import RootConfig
 from roofmapnet.losses import TERMS, RoofMapNetLoss
 from roofmapnet.models.roofmapnet import RoofMapNet
+from tests.tiny import TINY_MODEL
 
 #: The AOAM's modules (``detection.*``): trained by L_sf only.
 AOAM = ("conv1_line", "bn1", "conv2_line", "bn2", "conv3_line", "bn3", "fc_line")
@@ -36,31 +37,8 @@ def _one_thread() -> Iterator[None]:
 
 
 def _tiny_cfg() -> RootConfig:
-    return RootConfig.model_validate(
-        {
-            "model": {
-                "image_size": 64,
-                "heatmap_size": 16,
-                "depth": 2,
-                "num_stacks": 2,
-                "inplanes": 8,
-                "num_feats": 8,
-                "jmap_channels": 8,
-                "n_pts0": 16,
-                "n_pts1": 4,
-                "dim_loi": 8,
-                "dim_fc": 16,
-                "aoam_channels": 8,
-                "n_dyn_junc": 20,
-                "n_dyn_posl": 20,
-                "n_dyn_negl": 10,
-                "n_dyn_othr": 20,
-                "n_stc_posl": 20,
-                "n_stc_negl": 6,
-            },
-            "loss": {"sf_min_span": 3},
-        }
-    )
+    sampling = {"n_dyn_posl": 20, "n_dyn_negl": 10, "n_dyn_othr": 20, "n_stc_posl": 20, "n_stc_negl": 6}
+    return RootConfig.model_validate({"model": {**TINY_MODEL, "num_stacks": 2, **sampling}, "loss": {"sf_min_span": 3}})
 
 
 def _segment_distance(points: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -37,7 +37,7 @@ __all__ = [
     "train",
 ]
 
-#: Checkpoint file name pattern of the seed (``roofmapnet-epoch=XX-val_total_loss=X.XXXX.ckpt``).
+#: Checkpoint file name pattern of the seed, e.g. ``roofmapnet-epoch=07-val_total_loss=0.9685.ckpt``.
 CHECKPOINT_PATTERN = "roofmapnet-epoch={epoch:02d}-val_total_loss={val_total_loss:.4f}"
 #: ``--precision`` spellings accepted, mapped to Lightning's names.
 PRECISIONS = {

@@ -86,4 +86,4 @@ def print_summary(summary: SynthSummary) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``synth`` to the ``roofmap`` application."""
-    app.command("synth", no_args_is_help=True)(synth)
+    app.command("synth", no_args_is_help=True, rich_help_panel="Data")(synth)

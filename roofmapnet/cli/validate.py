@@ -122,4 +122,4 @@ def validate_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``validate`` to the root app."""
-    app.command("validate", rich_help_panel="Evaluation and inference")(validate_command)
+    app.command("validate", rich_help_panel="Evaluation")(validate_command)

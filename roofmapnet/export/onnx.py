@@ -105,6 +105,20 @@ def quiet_tracing() -> Iterator[None]:
         yield
 
 
+def trace_inputs(
+    model: RoofMapNet, cfg: RootConfig, precision: str, caller: str
+) -> tuple[ExportPipeline, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checks shared by the exporters, then the eval-mode pipeline and its example inputs (pixels, thresholds)."""
+    dtype = precision_dtype(precision)
+    if cfg.model != model.cfg:
+        msg = f"{caller}: cfg.model differs from the model's own config"
+        raise ValueError(msg)
+    check_trace_device(precision, next(model.parameters()).device, cfg.model.image_size)
+    pipe = ExportPipeline(model, dtype=dtype).eval()
+    sthr, jthr = trace_thresholds(pipe.mean.device)
+    return pipe, example_pixels(cfg.model.image_size, device=pipe.mean.device), sthr, jthr
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -139,17 +153,9 @@ def export_onnx(
     out = Path(out)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise RoofMapError(f"--opset {opset}: must be between {MIN_OPSET} and {MAX_OPSET}", exit_code=2)
-    dtype = precision_dtype(precision)
-    if cfg.model != model.cfg:
-        msg = "export_onnx: cfg.model differs from the model's own config"
-        raise ValueError(msg)
-    check_trace_device(precision, next(model.parameters()).device, cfg.model.image_size)
     was_training = model.training
     try:
-        pipe = ExportPipeline(model, dtype=dtype).eval()
-        device = pipe.mean.device
-        sthr, jthr = trace_thresholds(device)
-        example = example_pixels(cfg.model.image_size, device=device)
+        pipe, example, sthr, jthr = trace_inputs(model, cfg, precision, "export_onnx")
         with atomic_path(out) as tmp:
             try:
                 with torch.no_grad(), quiet_tracing():

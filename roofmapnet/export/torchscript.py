@@ -24,14 +24,8 @@ from torch import Tensor, nn
 
 from roofmapnet.config.schema import RootConfig
 from roofmapnet.errors import RoofMapError
-from roofmapnet.export.onnx import (
-    check_trace_device,
-    example_pixels,
-    precision_dtype,
-    quiet_tracing,
-    trace_thresholds,
-)
-from roofmapnet.export.pipeline import TORCHSCRIPT_FORMAT, TORCHSCRIPT_METADATA_FILE, ExportPipeline, export_metadata
+from roofmapnet.export.onnx import quiet_tracing, trace_inputs
+from roofmapnet.export.pipeline import TORCHSCRIPT_FORMAT, TORCHSCRIPT_METADATA_FILE, export_metadata
 from roofmapnet.models.roofmapnet import RoofMapNet
 from roofmapnet.utils.io import atomic_path
 
@@ -82,16 +76,9 @@ def export_torchscript(model: RoofMapNet, cfg: RootConfig, out: str | Path, *, p
             or a failed trace (one line).
     """
     out = Path(out)
-    dtype = precision_dtype(precision)
-    if cfg.model != model.cfg:
-        msg = "export_torchscript: cfg.model differs from the model's own config"
-        raise ValueError(msg)
-    check_trace_device(precision, next(model.parameters()).device, cfg.model.image_size)
     was_training = model.training
     try:
-        pipe = ExportPipeline(model, dtype=dtype).eval()
-        sthr, jthr = trace_thresholds(pipe.mean.device)
-        example = example_pixels(cfg.model.image_size, device=pipe.mean.device)
+        pipe, example, sthr, jthr = trace_inputs(model, cfg, precision, "export_torchscript")
         try:
             with torch.no_grad(), quiet_tracing():
                 traced = torch.jit.trace(pipe, (example, sthr, jthr), check_trace=False)

@@ -52,12 +52,6 @@ class ValidateReport:
     seconds: float
 
 
-def _device(spec: str) -> torch.device:
-    from roofmapnet.inference.predictor import resolve_device
-
-    return resolve_device(spec)
-
-
 def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """Autocast for ``precision`` (``32``, ``bf16``, ``16``) on ``device`` (a no-op for fp32)."""
     from roofmapnet.inference.predictor import resolve_precision
@@ -95,6 +89,7 @@ def run_validation(
     """
     from roofmapnet.data.dataset import RoofDataset, collate
     from roofmapnet.evaluation.plots import plot_pr_curves
+    from roofmapnet.inference.predictor import resolve_device
     from roofmapnet.losses import RoofMapNetLoss
     from roofmapnet.losses.objective import batch_losses
 
@@ -113,7 +108,7 @@ def run_validation(
         num_workers=options.num_workers,
         collate_fn=collate,
     )
-    device = _device(options.device)
+    device = resolve_device(options.device)
     model = model.to(device).eval()
     criterion = RoofMapNetLoss(cfg).to(device)
     evaluator = Evaluator(cfg, junctions=True, heatmap=True)

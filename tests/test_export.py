@@ -36,7 +36,7 @@ from roofmapnet.export.parity import (
     parity_images,
     to_pixels,
 )
-from roofmapnet.export.pipeline import OUTPUT_NAMES, ExportPipeline, export_config, with_config
+from roofmapnet.export.pipeline import OUTPUT_NAMES, ExportPipeline, export_config, ieee_fp32, with_config
 from roofmapnet.export.runtime import (
     OnnxModel,
     TorchScriptModel,
@@ -325,6 +325,16 @@ def test_torchscript_matches_eager_and_loads_without_roofmapnet(
     assert got["input_size"] == [64, 64]
 
 
+def test_torchscript_fp32_archive_keeps_tf32_off_in_every_convolution(ts_path: Path) -> None:
+    # A trace records cuDNN's allow_tf32 flag (True by default) as the last argument of each aten::_convolution;
+    # an fp32 export must compute in fp32 on a GPU too, so the exporter traces with TF32 off.
+    graph = TorchScriptModel(ts_path).module.inlined_graph
+    convs = [node for node in graph.nodes() if node.kind() == "aten::_convolution"]
+    assert convs
+    flags = {node.inputsAt(node.inputsSize() - 1).toIValue() for node in convs}
+    assert flags == {False}
+
+
 # ------------------------------------------------------------------------------------------------ state dict
 def test_state_dict_export_has_the_official_keys_and_reloads(
     model: RoofMapNet, cfg: RootConfig, images: list[tuple[str, np.ndarray]], tmp_path: Path
@@ -557,3 +567,53 @@ def test_compare_wireframes_excuses_only_legitimate_differences() -> None:
     assert empty.passed
     assert empty.matched == 0
     assert empty.max_score_diff == 0.0
+
+
+def test_compare_wireframes_excuses_nms_ties_on_a_plateau_of_the_eager_heatmap() -> None:
+    # Eager keeps a plateau pixel at (12, 12), the export one at (5, 12), 7 px away from it and from any junction
+    # both found: the 3x3-NMS decisions of both pixels are within 1e-7 of a neighbour (a barely trained model).
+    common = [[2.5, 3.5], [8.5, 1.5]]
+    ref_j = torch.tensor([*common, [12.5, 12.5]])
+    exp_j = torch.tensor([*common, [5.5, 12.5]])
+    js = torch.tensor([0.9, 0.8, 0.42803279])
+
+    def wf(j: torch.Tensor) -> Wireframe:
+        lines = torch.stack([torch.stack([j[0], j[1]]), torch.stack([j[0], j[2]])])
+        return Wireframe(lines, torch.tensor([0.7, 0.6]), j, js, (16, 16), (64, 64))
+
+    heat = np.full((16, 16), 0.1, dtype=np.float32)
+    heat[2, 3], heat[8, 1] = 0.9, 0.8
+    heat[12, 12], heat[12, 13] = 0.42803279, 0.42803270  # eager kept (12, 12) by 1e-7
+    heat[5, 12], heat[5, 11] = 0.42803270, 0.42803279  # eager dropped (5, 12) by 1e-7
+
+    def compare(h: np.ndarray | None) -> Any:
+        return compare_wireframes(
+            wf(ref_j),
+            wf(exp_j),
+            score_threshold=0.1,
+            junction_threshold=0.008,
+            k_cap=300,
+            tol=TOLERANCES["fp32"],
+            heat=h,
+        )
+
+    without = compare(None)
+    assert not without.passed
+    assert "junctions differ (1 eager-only, 1 exported-only)" in without.reason
+    tie = compare(heat)
+    assert tie.passed, tie.reason
+    assert (tie.matched, tie.borderline, tie.matched_junctions) == (1, 2, 2)
+    # A clear NMS peak (0.43 against neighbours of 0.1) that the export lost is a real difference.
+    peak = heat.copy()
+    peak[12, 13] = 0.1
+    lost = compare(peak)
+    assert not lost.passed
+    assert "junctions differ (1 eager-only, 0 exported-only)" in lost.reason
+
+
+def test_ieee_fp32_switches_tf32_off_and_restores_the_settings() -> None:
+    conv = torch.backends.cudnn.conv
+    before = (conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+    with ieee_fp32():
+        assert (conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == ("ieee", "ieee")
+    assert (conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == before

@@ -49,7 +49,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -214,6 +215,36 @@ def read_metadata(meta: Mapping[str, str], source: str, expected_format: str) ->
         precision=meta["precision"],
         metadata=dict(meta),
     )
+
+
+@contextmanager
+def ieee_fp32() -> Iterator[None]:
+    """Switch TensorFloat-32 off for cuDNN convolutions and CUDA matrix products inside the block (restored after).
+
+    The parity check runs both sides under it, and the TorchScript exporter traces under it: a trace records
+    cuDNN's ``allow_tf32`` flag of the moment into every convolution, and an fp32 export must compute in fp32.
+
+    Uses PyTorch's ``fp32_precision`` settings where they exist (2.9+; mixing them with the older ``allow_tf32``
+    flags is an error there), else the ``allow_tf32`` flags.  No effect on the CPU.
+    """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        settings = [conv, torch.backends.cuda.matmul]
+        saved = [obj.fp32_precision for obj in settings]
+        try:
+            for obj in settings:
+                obj.fp32_precision = "ieee"
+            yield
+        finally:
+            for obj, value in zip(settings, saved, strict=True):
+                obj.fp32_precision = value
+        return
+    saved_flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved_flags
 
 
 def export_config(cfg: RootConfig, max_junctions: int | None = None) -> RootConfig:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from roofmapnet.config.schema import RootConfig
 from roofmapnet.errors import RoofMapError
 from roofmapnet.export.onnx import quiet_tracing, trace_inputs
-from roofmapnet.export.pipeline import TORCHSCRIPT_FORMAT, TORCHSCRIPT_METADATA_FILE, export_metadata
+from roofmapnet.export.pipeline import TORCHSCRIPT_FORMAT, TORCHSCRIPT_METADATA_FILE, export_metadata, ieee_fp32
 from roofmapnet.models.roofmapnet import RoofMapNet
 from roofmapnet.utils.io import atomic_path
 
@@ -80,7 +80,7 @@ def export_torchscript(model: RoofMapNet, cfg: RootConfig, out: str | Path, *, p
     try:
         pipe, example, sthr, jthr = trace_inputs(model, cfg, precision, "export_torchscript")
         try:
-            with torch.no_grad(), quiet_tracing():
+            with torch.no_grad(), quiet_tracing(), ieee_fp32():  # the trace keeps the TF32 flag: keep it off
                 traced = torch.jit.trace(pipe, (example, sthr, jthr), check_trace=False)
                 scripted = torch.jit.script(
                     ThresholdDefaults(traced, cfg.model.line_score_thres, cfg.model.eval_junc_thres)

@@ -3,10 +3,13 @@
 What it checks and measures, on the default (full) model at 512²:
 1. training steps (forward + sampling + six losses + backward + Adam) in fp32, 16-mixed and bf16-mixed: images/s and
    peak GPU memory, the losses finite;
-2. ``predict`` in fp32 / fp16 / bf16 autocast at ≈4,200 and 44,850 candidate lines: latency and peak memory, and
+2. where a training step's time goes: backbone fwd+bwd against the full step, and a profile of one step;
+3. ``predict`` in fp32 / fp16 / bf16 autocast at ≈4,200 and 44,850 candidate lines: latency and peak memory, and
    the fp16/bf16 lines against fp32;
-3. export on CUDA: TorchScript and ONNX written from a CUDA model, with the parity check;
-4. a short Lightning ``fit`` on a synthetic dataset with ``precision="16-mixed"`` (the real training path).
+4. export on CUDA: TorchScript and ONNX written from a CUDA model, with the parity check;
+5. a short Lightning ``fit`` on a synthetic dataset with ``precision="16-mixed"`` (the real training path);
+6. the console commands on CUDA with that checkpoint: ``validate --precision 16``, ``infer --precision 16`` and
+   ``export --precision fp16 --device cuda`` (the half-precision graph that cannot be traced on a CPU).
 Everything prints as JSON; nothing else depends on this script.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -87,6 +91,62 @@ def train_steps(steps: int, batch_size: int) -> dict[str, Any]:
     return out
 
 
+def train_overhead(batch_size: int, steps: int) -> dict[str, Any]:
+    """Where a GPU training step goes: backbone fwd+bwd against the full step, and the host-side hot spots.
+
+    The full/backbone ratio is the CPU benchmark's figure (``bench/bench_train.py``); on a GPU the sampler and
+    the losses' host synchronisations weigh more.  A profile of one fp32 step lists the ops with the most
+    self CPU time and counts the device-to-host copies (``aten::_local_scalar_dense`` = ``.item()``/``.tolist()``).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from roofmapnet.config import RootConfig
+    from roofmapnet.losses import RoofMapNetLoss
+    from roofmapnet.losses.objective import batch_losses
+    from roofmapnet.models.roofmapnet import RoofMapNet
+
+    device = torch.device("cuda")
+    cfg = RootConfig()
+    batch = _synthetic_batch(cfg, batch_size, device)
+    torch.manual_seed(0)
+    model = RoofMapNet(cfg.model).to(device).train()
+    loss = RoofMapNetLoss(cfg).to(device)
+
+    def step(kind: str) -> None:
+        model.zero_grad(set_to_none=True)
+        if kind == "backbone":
+            heads = model(batch["image"])
+            total = sum(t.float().mean() for t in (heads.dghr, heads.qcc, heads.lmap, heads.joff, heads.feature))
+        else:
+            total = batch_losses(model, loss, batch)[0]["total"]
+        total.backward()
+
+    out: dict[str, Any] = {}
+    for precision, dtype in (("32", None), ("16-mixed", torch.float16)):
+        times: dict[str, list[float]] = {"backbone": [], "full": []}
+        for i in range(steps + 2):
+            for kind in times:
+                _sync()
+                t0 = time.perf_counter()
+                with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+                    step(kind)
+                _sync()
+                if i >= 2:
+                    times[kind].append(time.perf_counter() - t0)
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        out[precision] = {"backbone_s": med["backbone"], "full_s": med["full"], "ratio": med["full"] / med["backbone"]}
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step("full")
+        _sync()
+    events = prof.key_averages()
+    out["top_self_cpu"] = [
+        {"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3}
+        for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+    ]
+    out["host_syncs"] = sum(e.count for e in events if e.key in ("aten::_local_scalar_dense", "aten::item"))
+    return out
+
+
 def predict_latency(repeats: int) -> dict[str, Any]:
     """Latency and peak memory of ``predict`` at two proposal counts and three precisions."""
     from roofmapnet.config import load_config
@@ -132,20 +192,30 @@ def export_on_cuda() -> dict[str, Any]:
 
     tmp = Path(tempfile.mkdtemp())
     cfg = RootConfig()
-    ckpt = tmp / "model.pth"
-    torch.save(RoofMapNet(cfg.model).state_dict(), ckpt)
     out = {}
-    for fmt, name in (("torchscript", "model.pt"), ("onnx", "model.onnx")):
-        t0 = time.perf_counter()
-        try:
-            result = export_checkpoint(ckpt, fmt, tmp / name, device="cuda")
-            out[fmt] = {"ok": True, "seconds": time.perf_counter() - t0, "result": str(result)}
-        except Exception as exc:  # report every failure, keep going
-            out[fmt] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    for seed in (0, 1):  # untrained models: near-flat heatmaps, the hardest case for the parity check
+        torch.manual_seed(seed)
+        ckpt = tmp / f"model{seed}.pth"
+        torch.save(RoofMapNet(cfg.model).state_dict(), ckpt)
+        for fmt, name in (("torchscript", "model.pt"), ("onnx", "model.onnx")):
+            t0 = time.perf_counter()
+            try:
+                result = export_checkpoint(ckpt, fmt, tmp / name, device="cuda")
+                assert result.parity is not None
+                out[f"{fmt}/seed{seed}"] = {
+                    "seconds": time.perf_counter() - t0,
+                    "parity_passed": result.parity.passed,
+                    "images": [
+                        [im.name, im.passed, f"{im.matched_junctions}/{im.ref_junctions}", im.max_score_diff, im.reason]
+                        for im in result.parity.images
+                    ],
+                }
+            except Exception as exc:  # report every failure, keep going
+                out[f"{fmt}/seed{seed}"] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 
-def lightning_fit() -> dict[str, Any]:
+def lightning_fit(state: dict[str, Any]) -> dict[str, Any]:
     """A few real ``roofmap train`` steps with 16-mixed on the GPU."""
     from roofmapnet.data.preprocess import PreprocessOptions, preprocess
     from roofmapnet.data.synth import generate_dataset
@@ -157,7 +227,36 @@ def lightning_fit() -> dict[str, Any]:
     t0 = time.perf_counter()
     result = train(None, data_root=tmp / "data", gpus=1, precision="16", max_epochs=2, logdir=tmp / "run",
                    batch_size=4, num_workers=2, progress=False)  # fmt: skip
+    state.update(data=tmp / "data", raw=tmp / "raw", ckpt=result.last_checkpoint, tmp=tmp)
     return {"seconds": time.perf_counter() - t0, "global_step": result.global_step, "last": str(result.last_checkpoint)}
+
+
+def cli_on_cuda(state: dict[str, Any]) -> dict[str, Any]:
+    """``roofmap validate``, ``infer`` and ``export`` as a user runs them, on the checkpoint of the fit."""
+    import subprocess
+
+    tmp, ckpt = state["tmp"], str(state["ckpt"])
+    images = sorted(str(p) for p in (state["raw"] / "images").glob("valid_*.png"))
+    commands = {
+        "validate_16": ["validate", "--checkpoint", ckpt, "--data-root", str(state["data"]), "--device", "cuda",
+                        "--precision", "16", "--out", str(tmp / "val")],
+        "infer_16": ["infer", "--checkpoint", ckpt, *images, "--out", str(tmp / "infer"), "--device", "cuda",
+                     "--precision", "16"],
+        "export_onnx_fp16_cuda": ["export", "--checkpoint", ckpt, "--format", "onnx", "--out", str(tmp / "h.onnx"),
+                                  "--precision", "fp16", "--device", "cuda"],
+        "export_torchscript_fp16_cuda": ["export", "--checkpoint", ckpt, "--format", "torchscript",
+                                         "--out", str(tmp / "h.pt"), "--precision", "fp16", "--device", "cuda"],
+    }  # fmt: skip
+    out: dict[str, Any] = {}
+    for name, args in commands.items():
+        t0 = time.perf_counter()
+        env = {**os.environ, "COLUMNS": "160"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "roofmapnet", *args], capture_output=True, text=True, env=env, timeout=240
+        )
+        out[name] = {"rc": proc.returncode, "seconds": time.perf_counter() - t0,
+                     "tail": (proc.stdout + proc.stderr)[-1500:]}  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,24 +266,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--only", default="", help="comma-separated stages to run (default: all)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check", file=sys.stderr)
         return 1
     report: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
-    for name, fn in (
+    state: dict[str, Any] = {}
+    stages = (
         ("train_steps", lambda: train_steps(args.steps, args.batch_size)),
+        ("train_overhead", lambda: train_overhead(args.batch_size, 5)),
         ("predict", lambda: predict_latency(args.repeats)),
         ("export", export_on_cuda),
-        ("lightning_fit_16_mixed", lightning_fit),
-    ):
+        ("lightning_fit_16_mixed", lambda: lightning_fit(state)),
+        ("cli_on_cuda", lambda: cli_on_cuda(state)),
+    )
+    only = {name for name in args.only.split(",") if name}
+    for name, fn in stages:
+        if only and name not in only:
+            continue
         try:
             report[name] = fn()
         except Exception as exc:  # one failing check must not hide the others
             report[name] = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps({name: report[name]}, indent=2, default=str), flush=True)
-    if args.out is not None:
-        args.out.write_text(json.dumps(report, indent=2, default=str))
+        if args.out is not None:  # after every stage, so a run cut short still leaves what it measured
+            args.out.write_text(json.dumps(report, indent=2, default=str))
     return 0
 
 

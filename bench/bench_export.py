@@ -1,6 +1,6 @@
 """Exported-model benchmark: onnxruntime (CPU) vs PyTorch eager on the default config, batch 1, 512².
 
-Variants, each timed in its own subprocess (clean peak RSS: ``ru_maxrss`` never decreases):
+Variants, each timed in its own subprocess (a clean peak RSS each: :func:`roofmapnet.utils.memory.peak_rss_mib`):
 
 * ``eager-fp32`` — :meth:`RoofMapNet.predict` in float32;
 * ``eager-bf16`` — the same under ``torch.autocast("cpu", torch.bfloat16)`` (what ``roofmap infer --precision bf16``
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +40,7 @@ from roofmapnet.export.onnx import export_onnx
 from roofmapnet.export.parity import check_parity, exported_predictor, normalise, parity_images, to_pixels
 from roofmapnet.export.pipeline import export_config, with_config
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.memory import peak_rss_mib
 
 VARIANTS = ("eager-fp32", "eager-bf16", "onnx-fp32", "onnx-fp16")
 #: Variants run by default: on CPUs without native half precision the bf16 / fp16 ones take hours at 512² (and the
@@ -79,7 +80,8 @@ def half_precision_probe(threads: int | None) -> dict[str, float]:
             [helper.make_tensor_value_info("y", onnx_dtype, [1, 128, 64, 64])],
             [numpy_helper.from_array(w.astype(np_dtype), "w")],
         )
-        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        # IR version 8 (what opset 17 needs): newer onnx packages write a default IR that older runtimes refuse.
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
@@ -90,12 +92,6 @@ def half_precision_probe(threads: int | None) -> dict[str, float]:
         sess.run(None, feed)
         out[name] = time.perf_counter() - t0
     return {k: round(v, 4) for k, v in out.items()}
-
-
-def _peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def bench_config(junctions: int | None) -> RootConfig:
@@ -161,7 +157,7 @@ def run_variant(
         "median_s": statistics.median(times),
         "min_s": min(times),
         "repeats": repeats,
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
         "lines": lines,
         "junctions": junctions,
         "threads": torch.get_num_threads() if threads is None else threads,
@@ -208,8 +204,16 @@ def main(argv: list[str] | None = None) -> None:
         for precision in ("fp32", "fp16"):
             if f"onnx-{precision}" in variants:
                 t0 = time.perf_counter()
+                # fp16 is traced on a GPU where there is one (CPU half kernels make the trace take hours);
+                # the graph then runs on onnxruntime's CPU provider like the others.
+                gpu = precision == "fp16" and torch.cuda.is_available()
                 try:
-                    export_onnx(model, cfg, work / f"{precision}.onnx", precision=precision)
+                    export_onnx(
+                        copy.deepcopy(model).cuda() if gpu else model,
+                        cfg,
+                        work / f"{precision}.onnx",
+                        precision=precision,
+                    )
                 except RoofMapError as exc:
                     print(json.dumps({"export": precision, "error": str(exc)}))
                     continue

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from roofmapnet.inference import tiling
 from roofmapnet.inference.predictor import InferOptions, Predictor
 from roofmapnet.inference.tiling import RasterOptions, TileDetections
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.memory import peak_rss_mib
 
 TINY_MODEL = {
     "image_size": 64,
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "junctions": stats.junctions,
         "largest_window_read_px": stats.peak_tile_pixels,
         "outputs_bytes": outputs,
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
         "raster_build_seconds": round(build_seconds, 2),
         "python": platform.python_version(),
         "torch": torch.__version__,

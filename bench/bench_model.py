@@ -1,6 +1,6 @@
 """Model benchmarks: backbone+heads forward time, ``predict`` time at a forced number of candidate lines, peak RSS.
 
-One case per process gives a clean peak RSS (``ru_maxrss`` never decreases), so ``python bench/bench_model.py``
+One case per process gives a clean peak RSS (a peak never decreases), so ``python bench/bench_model.py``
 without ``--case`` runs every case in a fresh subprocess and prints one JSON line per case::
 
     python bench/bench_model.py                                  # all cases, fp32 and bf16, 512², batch 1
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,10 @@ import torch
 
 from roofmapnet.config import ModelConfig
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.memory import peak_rss_mib
 
 CASES = ("forward", "predict")
 PRECISIONS = ("fp32", "bf16")
-
-
-def _peak_rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _autocast(precision: str, device: torch.device) -> Any:
@@ -91,7 +85,7 @@ def run(
     )
     model = RoofMapNet(cfg).to(dev).eval()
     images = torch.randn(batch, 3, image_size, image_size, device=dev)
-    rss_before = _peak_rss_mib()
+    rss_before = peak_rss_mib()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     info: dict[str, Any] = {}
@@ -126,7 +120,7 @@ def run(
         "min_s": min(times),
         "repeats": repeats,
         "rss_before_mib": round(rss_before, 1),
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
         **info,
     }
     if case == "predict":

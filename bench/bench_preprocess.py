@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from scipy.ndimage import zoom
+
+from roofmapnet.utils.memory import peak_rss_mib
 
 CLIP_EPS = 1e-4
 OFF_MAX = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
@@ -205,11 +205,6 @@ def _time(fn: Callable[[], Any], repeats: int) -> float:
     return best * 1e3
 
 
-def _peak_rss_mib() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
 def run(image_size: int = 512, heatmap_size: int = 128, repeats: int = 10, ref_repeats: int = 7) -> dict[str, Any]:
     """Time target computation (vectorised vs references), a full preprocess of one image, and ``__getitem__``.
 
@@ -280,7 +275,7 @@ def run(image_size: int = 512, heatmap_size: int = 128, repeats: int = 10, ref_r
         "identical_to_reference": bool(same),
         "preprocess_one_image_ms": round(t_full, 1),
         "dataset_getitem_ms": round(t_item, 2),
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
     }
 
 

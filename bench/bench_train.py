@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from roofmapnet.utils.memory import peak_rss_mib
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = {"default": None, "small": REPO / "config" / "presets" / "small.yaml"}
@@ -80,7 +81,7 @@ def run(
         }
     if "fp32" in out and "bf16" in out:
         out["bf16_speedup_full"] = out["fp32"]["full_step_s"] / out["bf16"]["full_step_s"]
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 

@@ -13,22 +13,36 @@ Candidates are visited in descending score order.  A candidate ``pq`` starts as 
   ``start ≥ end``.
 * A survivor is stored as ``[p + (q − p)·start, p + (q − p)·end]``, with its score.
 
-The procedure is sequential (each decision depends on the lines kept before), but only the *relevant* kept
-lines whose projection meets ``[0, 1]`` can change anything, and they are few.  Candidates are processed in
-blocks: a float32 matrix product per block gives, for every (candidate, kept line) pair, the sums
-``dist²(p, ab) + dist²(q, ab)`` and ``dist²(a, pq) + dist²(b, pq)`` of normal-form distances, and a pair is
-pre-selected when either sum is ≤ 2τ² (plus a rounding margin): a superset of L-CNN's relevance test.  The
-exact L-CNN terms of the selected pairs are then computed vectorised with L-CNN's own floating-point formulas,
-and only the pairs that can act go through the scalar rules, in the order the lines were kept.  Lines kept
-inside the current block are pre-selected on the candidates' original geometry (a line kept untrimmed lies on
-its candidate's segment) or, when kept trimmed, on their kept part.  Skipping a pair that cannot act changes
-nothing, so the output equals L-CNN's loop bit for bit (``tests/test_postprocess.py`` checks this against a
-literal port).
+The procedure is sequential (each decision depends on the lines kept before), so it runs as one compiled loop
+over the candidates (:func:`_postprocess_kernel`).  The kept parts are held in structure-of-arrays buffers: in
+float64 for L-CNN's tests, and in float32, relative to the centre of the lines' bounding box, with their unit
+normal form ``n·x = c`` for a pre-filter.  For each candidate a first, branch-free (SIMD-vectorised) pass over all
+kept lines computes the four normal-form distances and pre-selects a kept line when both of ``a, b`` lie within
+``τ + ε`` of line ``pq`` or both of ``p, q`` within ``τ + ε`` of line ``ab``, with ε = 1e-5·(extent + τ) +
+1e-9·max |coordinate|, far above the rounding error of either formula; a degenerate line (``|b − a|² ≤ 1e-9``,
+where L-CNN's clamped formula is no distance) and any NaN distance are always pre-selected, and above 1e18 in
+magnitude every kept line is.  So the pre-selection is a superset of L-CNN's relevance test.  A second pass visits
+the pre-selected lines, in the order they were kept, with L-CNN's exact float64 formulas (:func:`_pline`,
+:func:`_plambda`: same operations in the same order, Python's ``min``/``max`` semantics, no fast-math) and rules
+(:func:`_fold`).  Skipping a kept line that is not relevant changes nothing, so the output equals L-CNN's loop
+bit for bit (``tests/test_postprocess.py`` checks this against a literal port, borderline distances included).
+
+The loop is compiled by `numba <https://numba.pydata.org>`_, a JIT compiler from (a subset of) Python and numpy
+to machine code through LLVM: run by the interpreter, the per-candidate work costs microseconds of overhead (the
+former numpy block implementation took 40-60 ms for 2,500 candidates; the goal is ≤ 5 ms).  numba is imported on
+the first call only, so ``import roofmapnet`` and the CLI's start-up do not pay for it.  That first call in a
+process also compiles the kernel (a few seconds) and writes numba's on-disk cache, next to this module in
+``__pycache__/`` (or under ``NUMBA_CACHE_DIR`` when set, or a per-user cache directory when the package
+directory is not writable; with no writable location it compiles in every process); later processes load the
+machine code from there (well under a second, numba's import included).  The functions the kernel calls are plain Python functions registered with numba
+(``register_jitable``) on first use, and the kernel itself also runs uncompiled (a test compares the two).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -38,12 +52,15 @@ POSTPROCESS_T_VALUES: tuple[float, float, float] = (0.006, 0.010, 0.015)
 #: The factor used for AP^H and for visualisation.
 DEFAULT_POSTPROCESS_T: float = 0.010
 
-# pline()/plambda() divide by max(1e-9, |q - p|²); below this a line counts as degenerate for the pre-filter.
+# pline()/plambda() divide by max(1e-9, |q - p|²); at or below this a line counts as degenerate for the pre-filter.
 _DEGENERATE_SQ = 1e-9
-# Candidates per block of the vectorised pre-selection.
-_BLOCK = 128
+# Above this coordinate magnitude the float32 pre-filter could overflow: it then selects every kept line.
+_HUGE_COORD = 1e18
 
 ArrayT = TypeVar("ArrayT")
+
+_kernel_lock = threading.Lock()
+_compiled_kernel: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
 
 def postprocess_wireframe_threshold(diag: float, t: float = DEFAULT_POSTPROCESS_T) -> float:
@@ -68,7 +85,7 @@ def _pline(x1: float, y1: float, x2: float, y2: float, x: float, y: float) -> fl
     px = x2 - x1
     py = y2 - y1
     dd = px * px + py * py
-    u = ((x - x1) * px + (y - y1) * py) / max(1e-9, dd)
+    u = ((x - x1) * px + (y - y1) * py) / (dd if dd > 1e-9 else 1e-9)  # Python's max(1e-9, dd), NaN included
     dx = x1 + u * px - x
     dy = y1 + u * py - y
     return dx * dx + dy * dy
@@ -79,94 +96,173 @@ def _plambda(x1: float, y1: float, x2: float, y2: float, x: float, y: float) -> 
     px = x2 - x1
     py = y2 - y1
     dd = px * px + py * py
-    return ((x - x1) * px + (y - y1) * py) / max(1e-9, dd)
+    return ((x - x1) * px + (y - y1) * py) / (dd if dd > 1e-9 else 1e-9)
 
 
-def _quad_features(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[N, 12] pre-filter features of lines ``a``-``b`` (centred coordinates).
+def _relevance(p0: float, p1: float, q0: float, q1: float, a0: float, a1: float, b0: float, b1: float) -> float:
+    """L-CNN's ``min(max(pline(pq, a), pline(pq, b)), max(pline(ab, p), pline(ab, q)))``, with Python's
+    ``max``/``min`` semantics (``max(x, y)`` is ``y`` only when ``y > x``)."""
+    d1 = _pline(p0, p1, q0, q1, a0, a1)
+    d2 = _pline(p0, p1, q0, q1, b0, b1)
+    m1 = d2 if d2 > d1 else d1
+    d3 = _pline(a0, a1, b0, b1, p0, p1)
+    d4 = _pline(a0, a1, b0, b1, q0, q1)
+    m2 = d4 if d4 > d3 else d3
+    return m2 if m2 < m1 else m1
 
-    Columns 0-5 are ``[n0², n1², c², n0·n1, n0·c, n1·c]`` of the unit normal form ``n·x = c`` (all 0 for a
-    degenerate line, which is then always selected); columns 6-11 are ``[a0²+b0², a1²+b1², 1, a0·a1+b0·b1,
-    a0+b0, a1+b1]``.  With the candidate weights of :func:`_candidate_weights` one matrix product gives
-    ``dist²(p, line ab) + dist²(q, line ab)`` and ``dist²(a, line pq) + dist²(b, line pq)``.
+
+def _fold(start: float, end: float, lam_lo: float, lam_hi: float) -> tuple[float, float, bool]:
+    """One step of L-CNN's rules for a relevant kept line with (widened) projections ``lam_lo ≤ lam_hi``.
+
+    Returns the new ``(start, end)`` and whether to stop looking at further kept lines.
     """
-    d = b - a
-    dd = d[:, 0] ** 2 + d[:, 1] ** 2
-    ok = dd > _DEGENERATE_SQ
-    inv = np.where(ok, 1.0 / np.sqrt(np.where(ok, dd, 1.0)), 0.0)
-    n0, n1 = -d[:, 1] * inv, d[:, 0] * inv
-    c = n0 * a[:, 0] + n1 * a[:, 1]
-    return np.stack(
-        [
-            n0 * n0,
-            n1 * n1,
-            c * c,
-            n0 * n1,
-            n0 * c,
-            n1 * c,
-            a[:, 0] ** 2 + b[:, 0] ** 2,
-            a[:, 1] ** 2 + b[:, 1] ** 2,
-            np.ones_like(dd),
-            a[:, 0] * a[:, 1] + b[:, 0] * b[:, 1],
-            a[:, 0] + b[:, 0],
-            a[:, 1] + b[:, 1],
-        ],
-        axis=1,
-    )
+    if start < lam_lo and lam_hi < end:  # strictly inside: keep going
+        return start, end, False
+    if lam_hi < start or lam_lo > end:  # disjoint
+        return start, end, False
+    if lam_lo <= start and end <= lam_hi:  # covered: drop the candidate
+        return 10.0, end, True
+    if lam_lo <= start <= lam_hi:
+        start = lam_hi
+    if lam_lo <= end <= lam_hi:
+        end = lam_lo
+    return start, end, start >= end
 
 
-def _candidate_weights(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[6, N] weights against feature columns 0-5 (candidate endpoints → kept line) and 6-11 (kept endpoints →
-    candidate line) of :func:`_quad_features`; a degenerate candidate gets zero weights (always selected)."""
-    e = q - p
-    dd = e[:, 0] ** 2 + e[:, 1] ** 2
-    ok = dd > _DEGENERATE_SQ
-    inv = np.where(ok, 1.0 / np.sqrt(np.where(ok, dd, 1.0)), 0.0)
-    m0, m1 = -e[:, 1] * inv, e[:, 0] * inv
-    c = m0 * p[:, 0] + m1 * p[:, 1]
-    to_kept = np.stack(
-        [
-            p[:, 0] ** 2 + q[:, 0] ** 2,
-            p[:, 1] ** 2 + q[:, 1] ** 2,
-            np.full_like(dd, 2.0),
-            2.0 * (p[:, 0] * p[:, 1] + q[:, 0] * q[:, 1]),
-            -2.0 * (p[:, 0] + q[:, 0]),
-            -2.0 * (p[:, 1] + q[:, 1]),
-        ]
-    )
-    to_cand = np.stack([m0 * m0, m1 * m1, 2.0 * c * c, 2.0 * m0 * m1, -2.0 * m0 * c, -2.0 * m1 * c])
-    return to_kept, to_cand
+def _filter_form(a0: float, a1: float, b0: float, b1: float, o0: float, o1: float) -> tuple[float, float, float]:
+    """Unit normal form ``(n0, n1, c)``, ``n·(x − o) = c``, of the line ``a``-``b`` for the pre-filter (coordinates
+    relative to the origin ``o``).  ``(0, 0, 0)`` for a degenerate line (``|b − a|² ≤ 1e-9``, computed exactly as
+    in :func:`_pline`), whose pre-filter distances are then all 0: it is always selected."""
+    px = b0 - a0
+    py = b1 - a1
+    dd = px * px + py * py
+    if not dd > _DEGENERATE_SQ:
+        return 0.0, 0.0, 0.0
+    inv = 1.0 / math.sqrt(dd)
+    n0 = -py * inv
+    n1 = px * inv
+    return n0, n1, n0 * (a0 - o0) + n1 * (a1 - o1)
 
 
-def _pair_terms(
-    p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray
+def _postprocess_kernel(
+    lines: np.ndarray, o0: float, o1: float, thr2: float, tol: float, reach2: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """L-CNN's ``d``, ``λ_a`` and ``λ_b`` for pairs (candidate ``pq``, kept ``ab``), vectorised with the very same
-    floating-point operations as :func:`_pline` / :func:`_plambda` (so the results are bit-identical)."""
+    """The sequential decisions over candidates ``lines`` [L, 4] ``(p0, p1, q0, q1)`` in visiting order.
 
-    def pline(
-        x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, x: np.ndarray, y: np.ndarray
-    ) -> np.ndarray:
-        px = x2 - x1
-        py = y2 - y1
-        dd = np.maximum(1e-9, px * px + py * py)
-        u = ((x - x1) * px + (y - y1) * py) / dd
-        dx = x1 + u * px - x
-        dy = y1 + u * py - y
-        return dx * dx + dy * dy
+    ``thr2`` is L-CNN's ``threshold**2``.  The pre-filter runs in float32 on coordinates relative to ``(o0, o1)``
+    (the centre of the lines' bounding box) and selects a kept line when its float32 squared distances are not
+    above ``reach2`` (≥ ``thr2`` plus a margin for the float32 rounding; ``inf`` selects every kept line).
+    Returns the indices of the kept candidates and their ``start``/``end`` parameters.  Compiled by numba (see
+    :func:`_kernel`); also valid as plain Python.
+    """
+    n = lines.shape[0]
+    keep = np.empty(n, np.int64)
+    starts = np.empty(n, np.float64)
+    ends = np.empty(n, np.float64)
+    # Kept parts a-b in float64 (L-CNN's tests) ...
+    ka0 = np.empty(n, np.float64)
+    ka1 = np.empty(n, np.float64)
+    kb0 = np.empty(n, np.float64)
+    kb1 = np.empty(n, np.float64)
+    # ... and in float32 relative to o, with their normal forms (structure of arrays for the SIMD pre-filter).
+    fa0 = np.empty(n, np.float32)
+    fa1 = np.empty(n, np.float32)
+    fb0 = np.empty(n, np.float32)
+    fb1 = np.empty(n, np.float32)
+    fn0 = np.empty(n, np.float32)
+    fn1 = np.empty(n, np.float32)
+    fc = np.empty(n, np.float32)
+    r2 = np.float32(reach2)
+    near = np.zeros((n // 8 + 1) * 8, np.uint8)  # pre-selection flags, scanned 8 at a time through near64
+    near64 = near.view(np.uint64)
+    n_kept = 0
+    for i in range(n):
+        p0 = lines[i, 0]
+        p1 = lines[i, 1]
+        q0 = lines[i, 2]
+        q1 = lines[i, 3]
+        m0, m1, mc = _filter_form(p0, p1, q0, q1, o0, o1)
+        g0 = np.float32(m0)
+        g1 = np.float32(m1)
+        gc = np.float32(mc)
+        fp0 = np.float32(p0 - o0)
+        fp1 = np.float32(p1 - o1)
+        fq0 = np.float32(q0 - o0)
+        fq1 = np.float32(q1 - o1)
+        # Pass 1 (branch-free, vectorised): pre-select.  "not (x > r2)" also selects on a NaN.
+        for j in range(n_kept):
+            da = g0 * fa0[j] + g1 * fa1[j] - gc
+            db = g0 * fb0[j] + g1 * fb1[j] - gc
+            dp = fn0[j] * fp0 + fn1[j] * fp1 - fc[j]
+            dq = fn0[j] * fq0 + fn1[j] * fq1 - fc[j]
+            far_pq = (da * da > r2) | (db * db > r2)
+            far_ab = (dp * dp > r2) | (dq * dq > r2)
+            near[j] = not (far_pq & far_ab)
+        for j in range(n_kept, (n_kept + 7) // 8 * 8):
+            near[j] = 0
+        # Pass 2: L-CNN's exact test and rules on the pre-selected lines, in kept order.
+        start = 0.0
+        end = 1.0
+        stop = False
+        for w in range((n_kept + 7) // 8):
+            if near64[w] == 0:
+                continue
+            for j in range(8 * w, 8 * w + 8):
+                if near[j] == 0:
+                    continue
+                a0 = ka0[j]
+                a1 = ka1[j]
+                b0 = kb0[j]
+                b1 = kb1[j]
+                if _relevance(p0, p1, q0, q1, a0, a1, b0, b1) > thr2:
+                    continue
+                lam_a = _plambda(p0, p1, q0, q1, a0, a1)
+                lam_b = _plambda(p0, p1, q0, q1, b0, b1)
+                if lam_a > lam_b:
+                    lam_a, lam_b = lam_b, lam_a
+                start, end, stop = _fold(start, end, lam_a - tol, lam_b + tol)
+                if stop:
+                    break
+            if stop:
+                break
+        if start >= end:
+            continue
+        a0 = p0 + (q0 - p0) * start
+        a1 = p1 + (q1 - p1) * start
+        b0 = p0 + (q0 - p0) * end
+        b1 = p1 + (q1 - p1) * end
+        ka0[n_kept] = a0
+        ka1[n_kept] = a1
+        kb0[n_kept] = b0
+        kb1[n_kept] = b1
+        fa0[n_kept] = a0 - o0
+        fa1[n_kept] = a1 - o1
+        fb0[n_kept] = b0 - o0
+        fb1[n_kept] = b1 - o1
+        fn0[n_kept], fn1[n_kept], fc[n_kept] = _filter_form(a0, a1, b0, b1, o0, o1)
+        keep[n_kept] = i
+        starts[n_kept] = start
+        ends[n_kept] = end
+        n_kept += 1
+    return keep[:n_kept].copy(), starts[:n_kept].copy(), ends[:n_kept].copy()
 
-    p0, p1, q0, q1 = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
-    a0, a1, b0, b1 = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
-    d = np.minimum(
-        np.maximum(pline(p0, p1, q0, q1, a0, a1), pline(p0, p1, q0, q1, b0, b1)),
-        np.maximum(pline(a0, a1, b0, b1, p0, p1), pline(a0, a1, b0, b1, q0, q1)),
-    )
-    px = q0 - p0
-    py = q1 - p1
-    dd = np.maximum(1e-9, px * px + py * py)
-    lam_a = ((a0 - p0) * px + (a1 - p1) * py) / dd
-    lam_b = ((b0 - p0) * px + (b1 - p1) * py) / dd
-    return d, lam_a, lam_b
+
+def _kernel() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`_postprocess_kernel` compiled by numba (imported here, on first use; compiled or loaded from numba's
+    on-disk cache once per process).  No fast-math: the floating-point operations stay exactly as written."""
+    global _compiled_kernel
+    with _kernel_lock:
+        if _compiled_kernel is None:
+            import numba
+            from numba.extending import register_jitable
+
+            for fn in (_pline, _plambda, _relevance, _fold, _filter_form):
+                register_jitable(fn)  # callable from jitted code, unchanged for Python callers
+            try:
+                _compiled_kernel = numba.njit(cache=True, nogil=True, error_model="numpy")(_postprocess_kernel)
+            except RuntimeError:  # no writable cache location at all: compile in every process
+                _compiled_kernel = numba.njit(nogil=True, error_model="numpy")(_postprocess_kernel)
+        return _compiled_kernel
 
 
 def _as_numpy(x: Any, name: str) -> np.ndarray:
@@ -182,6 +278,9 @@ def postprocess_lines(
     lines: ArrayT, scores: ArrayT, threshold: float, tol: float = 0.0, do_clip: bool = False
 ) -> tuple[ArrayT, ArrayT]:
     """L-CNN post-processing of one image's lines (duplicate removal and overlap trimming).
+
+    The first call in a process imports numba and compiles the kernel or loads it from numba's cache (see the
+    module docstring).
 
     Args:
         lines: [L, 2, 2] line endpoints (any consistent point layout, e.g. (y, x) image pixels); numpy array or
@@ -217,208 +316,29 @@ def postprocess_lines(
     order = np.argsort(-sc, kind="stable")
     arr, sc = arr[order], sc[order]
 
-    keep, starts, ends = _postprocess_core(arr, float(threshold), float(tol))
-    idx = np.asarray(keep, dtype=np.int64)
+    if arr.shape[0] == 0:
+        idx = np.zeros(0, dtype=np.int64)
+        st = en = np.zeros((0, 1))
+    else:
+        threshold = float(threshold)
+        flat = np.ascontiguousarray(arr.reshape(-1, 4))
+        pts = flat.reshape(-1, 2)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        o0, o1 = float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2
+        extent = float(np.abs(pts - (o0, o1)).max())
+        scale = float(np.abs(pts).max())
+        if scale > _HUGE_COORD:
+            reach2 = math.inf
+        else:
+            # Margin: 1e-5·extent for the float32 pre-filter, 1e-9·scale for float64 rounding (both far above need).
+            reach = threshold + 1e-5 * (extent + threshold) + 1e-9 * scale
+            reach2 = reach * reach
+        idx, starts, ends = _kernel()(flat, o0, o1, threshold**2, float(tol), reach2)
+        st, en = starts[:, None], ends[:, None]
     p, q = arr[idx, 0], arr[idx, 1]
-    st = np.asarray(starts, dtype=np.float64)[:, None]
-    en = np.asarray(ends, dtype=np.float64)[:, None]
     out_lines = np.stack([p + (q - p) * st, p + (q - p) * en], axis=1).reshape(-1, 2, 2)
     out_scores = sc[idx]
     return _like(out_lines, lines), _like(out_scores, scores)
-
-
-def _fold(start: float, end: float, lam_lo: float, lam_hi: float) -> tuple[float, float, bool]:
-    """One step of L-CNN's rules for a relevant kept line with (widened) projections ``lam_lo ≤ lam_hi``.
-
-    Returns the new ``(start, end)`` and whether to stop looking at further kept lines.
-    """
-    if start < lam_lo and lam_hi < end:  # strictly inside: keep going
-        return start, end, False
-    if lam_hi < start or lam_lo > end:  # disjoint
-        return start, end, False
-    if lam_lo <= start and end <= lam_hi:  # covered: drop the candidate
-        return 10.0, end, True
-    if lam_lo <= start <= lam_hi:
-        start = lam_hi
-    if lam_lo <= end <= lam_hi:
-        end = lam_lo
-    return start, end, start >= end
-
-
-def _postprocess_core(arr: np.ndarray, threshold: float, tol: float) -> tuple[list[int], list[float], list[float]]:
-    """The sequential decisions: indices of kept candidates and their ``start``/``end`` parameters.
-
-    Candidates are handled in blocks.  For a block, one matrix product against all lines kept before it selects
-    (a superset of) the relevant pairs, whose exact L-CNN terms are then computed vectorised.  Pairs inside the
-    block are pre-selected on the original geometry, which is exact for a line kept untrimmed (it lies on its
-    candidate's segment); a line kept *trimmed* gets its own selection row against the rest of the block.  Only
-    selected pairs go through the scalar rules, in the order the lines were kept.
-    """
-    n = arr.shape[0]
-    keep: list[int] = []
-    starts: list[float] = []
-    ends: list[float] = []
-    if n == 0:
-        return keep, starts, ends
-    thr2 = threshold**2
-    centre = arr.reshape(-1, 2).mean(axis=0)
-    c_y, c_x = float(centre[0]), float(centre[1])
-    centred = arr - centre
-    scale = float(np.abs(centred).max()) + 1.0
-    # Bound on a sum of two squared distances implied by "both ≤ threshold", with room for the float32 rounding
-    # of the pre-selection products (only a superset of the relevant pairs is needed).
-    bound = np.float32(2.0 * (threshold + 1e-6 * scale) ** 2 + 1e-5 * scale**2)
-    to_kept, to_cand = _candidate_weights(centred[:, 0], centred[:, 1])
-    wk_all = np.ascontiguousarray(to_kept.T, dtype=np.float32)  # [n, 6]
-    wc_all = np.ascontiguousarray(to_cand.T, dtype=np.float32)
-    orig_feats = _quad_features(centred[:, 0], centred[:, 1]).astype(np.float32)  # [n, 12]
-    flat = arr.reshape(n, 4).tolist()
-    kept_arr = np.empty((n, 2, 2))
-    kept_f1 = np.empty((6, n), dtype=np.float32)  # feature columns 0-5 of the kept lines, transposed
-    kept_f2 = np.empty((6, n), dtype=np.float32)  # columns 6-11
-    n_kept = 0
-    buf1 = np.empty(_BLOCK * max(n, _BLOCK), dtype=np.float32)
-    buf2 = np.empty(_BLOCK * max(n, _BLOCK), dtype=np.float32)
-    mask = np.empty(_BLOCK * n, dtype=bool)
-    for b0 in range(0, n, _BLOCK):
-        b1 = min(n, b0 + _BLOCK)
-        bk = b1 - b0
-        wk, wc = wk_all[b0:b1], wc_all[b0:b1]
-
-        # Lines kept before the block: exact (λ_lo, λ_hi) of the relevant pairs, grouped per candidate in kept
-        # order.  A pair whose interval misses [0, 1] never changes anything (start ≥ 0 and end ≤ 1 throughout).
-        lo_l: list[float] = []
-        hi_l: list[float] = []
-        bounds = [0] * (bk + 1)
-        if n_kept:
-            x1 = buf1[: bk * n_kept].reshape(bk, n_kept)
-            x2 = buf2[: bk * n_kept].reshape(bk, n_kept)
-            _matmul_small(wk, kept_f1[:, :n_kept], x1)
-            _matmul_small(wc, kept_f2[:, :n_kept], x2)
-            np.minimum(x1, x2, out=x1)
-            sel = np.flatnonzero(np.less_equal(x1, bound, out=mask[: bk * n_kept].reshape(bk, n_kept)))
-            if sel.size:
-                kk, jj = np.divmod(sel, n_kept)
-                cand = arr[b0 + kk]
-                d, lam_a, lam_b = _pair_terms(cand[:, 0], cand[:, 1], kept_arr[jj, 0], kept_arr[jj, 1])
-                lo = np.minimum(lam_a, lam_b) - tol
-                hi = np.maximum(lam_a, lam_b) + tol
-                live = ~(d > thr2) & (hi >= 0.0) & (lo <= 1.0)
-                if live.any():
-                    lo_l, hi_l = lo[live].tolist(), hi[live].tolist()
-                    bounds = np.searchsorted(kk[live], np.arange(bk + 1)).tolist()
-
-        # Pairs inside the block (m < k), pre-selected on the original geometry.
-        fb = orig_feats[b0:b1]
-        x1 = buf1[: bk * bk].reshape(bk, bk)
-        x2 = buf2[: bk * bk].reshape(bk, bk)
-        _matmul_small(wk, fb[:, :6].T, x1)
-        _matmul_small(wc, fb[:, 6:].T, x2)
-        intra = np.minimum(x1, x2) <= bound  # [k, m]
-        intra_lists: list[list[int]] = [[] for _ in range(bk)]
-        k_idx, m_idx = np.divmod(np.flatnonzero(np.tril(intra, -1)), bk)
-        for k, m in zip(k_idx.tolist(), m_idx.tolist(), strict=True):
-            intra_lists[k].append(m)
-
-        st: list[float | None] = [None] * bk  # start of each kept line of the block (None: dropped)
-        en: list[float] = [1.0] * bk
-        trim_lists: list[list[int]] = [[] for _ in range(bk)]  # block lines kept trimmed, selected for k
-        for k in range(bk):
-            t0, t1 = bounds[k], bounds[k + 1]
-            il, tl = intra_lists[k], trim_lists[k]
-            if t0 == t1 and not il and not tl:
-                st[k] = 0.0
-                continue
-            start, end, stop = 0.0, 1.0, False
-            for t in range(t0, t1):
-                start, end, stop = _fold(start, end, lo_l[t], hi_l[t])
-                if stop:
-                    break
-            if not stop:
-                partners = [m for m in il if st[m] == 0.0 and en[m] == 1.0]
-                if tl:
-                    partners = sorted(partners + tl)
-                if partners:
-                    p0, p1, q0, q1 = flat[b0 + k]
-                    for m in partners:
-                        a0, a1, c0, c1 = _segment(flat[b0 + m], st[m], en[m])  # type: ignore[arg-type]
-                        if (
-                            min(
-                                max(_pline(p0, p1, q0, q1, a0, a1), _pline(p0, p1, q0, q1, c0, c1)),
-                                max(_pline(a0, a1, c0, c1, p0, p1), _pline(a0, a1, c0, c1, q0, q1)),
-                            )
-                            > thr2
-                        ):
-                            continue
-                        la = _plambda(p0, p1, q0, q1, a0, a1)
-                        lb = _plambda(p0, p1, q0, q1, c0, c1)
-                        if la > lb:
-                            la, lb = lb, la
-                        start, end, stop = _fold(start, end, la - tol, lb + tol)
-                        if stop:
-                            break
-            if start >= end:
-                continue
-            st[k], en[k] = start, end
-            if (start != 0.0 or end != 1.0) and k + 1 < bk:
-                a0, a1, c0, c1 = _segment(flat[b0 + k], start, end)
-                f1, f2 = _quad_features_scalar(a0 - c_y, a1 - c_x, c0 - c_y, c1 - c_x)
-                row = np.minimum(wk[k + 1 :] @ f1, wc[k + 1 :] @ f2) <= bound
-                for later in (np.flatnonzero(row) + (k + 1)).tolist():
-                    trim_lists[later].append(k)
-
-        local = [k for k in range(bk) if st[k] is not None]
-        if local:
-            idx = np.asarray(local) + b0
-            s_arr = np.array([st[k] for k in local])[:, None]
-            e_arr = np.array([en[k] for k in local])[:, None]
-            p, q = arr[idx, 0], arr[idx, 1]
-            block_lines = np.stack([p + (q - p) * s_arr, p + (q - p) * e_arr], axis=1)
-            feats = orig_feats[idx]
-            cut = np.flatnonzero((s_arr[:, 0] != 0.0) | (e_arr[:, 0] != 1.0))
-            if cut.size:  # trimmed lines: features of the kept part
-                g = block_lines[cut] - centre
-                feats[cut] = _quad_features(g[:, 0], g[:, 1])
-            sl = slice(n_kept, n_kept + len(local))
-            kept_arr[sl] = block_lines
-            kept_f1[:, sl] = feats[:, :6].T
-            kept_f2[:, sl] = feats[:, 6:].T
-            n_kept += len(local)
-            keep.extend(idx.tolist())
-            starts.extend(s_arr[:, 0].tolist())
-            ends.extend(e_arr[:, 0].tolist())
-    return keep, starts, ends
-
-
-def _matmul_small(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """``out[:] = a @ b`` in column chunks small enough for single-threaded BLAS.
-
-    The products here are thin (inner size 6); multi-threaded BLAS does not pay off for them and, on a busy
-    machine, its thread hand-off made them 20-100x slower.  OpenBLAS runs a GEMM on one thread below
-    ``m·n·k = 2^18``.
-    """
-    m, k = a.shape
-    step = max(1, (2**18 - 1) // max(1, m * k))
-    for c0 in range(0, b.shape[1], step):
-        np.matmul(a, b[:, c0 : c0 + step], out=out[:, c0 : c0 + step])
-
-
-def _segment(line: list[float], start: float, end: float) -> tuple[float, float, float, float]:
-    """The kept part ``[p + (q − p)·start, p + (q − p)·end]`` of a candidate, flattened."""
-    p0, p1, q0, q1 = line
-    return p0 + (q0 - p0) * start, p1 + (q1 - p1) * start, p0 + (q0 - p0) * end, p1 + (q1 - p1) * end
-
-
-def _quad_features_scalar(a0: float, a1: float, b0: float, b1: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_quad_features` of one line, as its two halves (cheaper than the array version for one line)."""
-    d0, d1 = b0 - a0, b1 - a1
-    dd = d0 * d0 + d1 * d1
-    inv = 1.0 / math.sqrt(dd) if dd > _DEGENERATE_SQ else 0.0
-    n0, n1 = -d1 * inv, d0 * inv
-    c = n0 * a0 + n1 * a1
-    f1 = np.array([n0 * n0, n1 * n1, c * c, n0 * n1, n0 * c, n1 * c], dtype=np.float32)
-    f2 = np.array([a0 * a0 + b0 * b0, a1 * a1 + b1 * b1, 1.0, a0 * a1 + b0 * b1, a0 + b0, a1 + b1], dtype=np.float32)
-    return f1, f2
 
 
 def _like(values: np.ndarray, reference: Any) -> Any:

@@ -2,7 +2,8 @@
 
 synth → preprocess → train (small preset, bounded time) → validate → infer → export (ONNX + parity check).
 Each stage calls the same core function as its subcommand. Stages that finished are skipped on a re-run
-(a marker file per stage); an interrupted training resumes from ``last.ckpt``.
+(a marker file per stage); an interrupted training resumes from ``last.ckpt``. Validation, inference and export use
+the checkpoint of the best validation sAP10 (``best-sAP10.ckpt``; ``last.ckpt`` if validation never ran).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
     """Run (or continue) the demo pipeline into ``options.out_dir``."""
     from roofmapnet.data.preprocess import PreprocessOptions, preprocess
     from roofmapnet.data.synth import generate_dataset
-    from roofmapnet.train.main import resume, train
+    from roofmapnet.train.main import BEST_SAP_FILENAME, resume, train
 
     out = options.out_dir.resolve()
     if options.fresh and _done(out, "synth").parent.exists():
@@ -146,7 +147,11 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
             say(f"[3/6] train: small preset, budget {options.minutes:g} min → {run}")
             train(cfg=cfg, precision="32", **common)
         _mark(out, "train")
-    report.artefacts["checkpoint"] = last
+    # Validate, infer and export the checkpoint of the best validation sAP10: the time budget stops training
+    # mid-epoch, after the last validation, so last.ckpt is not the one validation vouches for.
+    best = run / "checkpoints" / f"{BEST_SAP_FILENAME}.ckpt"
+    chosen = best if best.is_file() else last
+    report.artefacts["checkpoint"] = chosen
     report.artefacts["TensorBoard logs"] = run
 
     # 4. validate
@@ -158,9 +163,9 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         from roofmapnet.evaluation.validate import ValidateOptions, run_validation
         from roofmapnet.models.loading import load_model
 
-        model, mcfg = load_model(last)
+        model, mcfg = load_model(chosen)
         run_validation(
-            model, mcfg, data, val_dir, ValidateOptions(split="test", device=options.device), checkpoint=last
+            model, mcfg, data, val_dir, ValidateOptions(split="test", device=options.device), checkpoint=chosen
         )
         _mark(out, "validate")
     metrics_path = val_dir / "metrics.json"
@@ -177,7 +182,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         from roofmapnet.inference.predictor import InferOptions, Predictor
 
         images = sorted((raw / "images").glob("test_*.png"))[: options.infer_images]
-        predictor = Predictor.from_checkpoint(last, device=options.device)
+        predictor = Predictor.from_checkpoint(chosen, device=options.device)
         # L-CNN's 0.5 score threshold for the demo's pictures (`roofmap infer` defaults to the reference's 0.1).
         predictor.run(images, infer_dir, InferOptions(workers=0, threshold=options.infer_threshold))
         _mark(out, "infer")
@@ -199,7 +204,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
             say(f"[6/6] export ONNX with parity check → {onnx_path}")
             from roofmapnet.export import export_checkpoint
 
-            result = export_checkpoint(last, "onnx", onnx_path)
+            result = export_checkpoint(chosen, "onnx", onnx_path)
             if not result.passed:
                 msg = f"{onnx_path}: the ONNX export does not reproduce PyTorch (run `roofmap export` for the table)"
                 raise RoofMapError(msg)

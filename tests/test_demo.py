@@ -26,8 +26,13 @@ def test_demo_tiny_budget_produces_every_artefact_and_resumes(tiny_config_path: 
     assert len(list((out / "data" / "train").glob("*_label.npz"))) == 4
     assert (out / "train" / "checkpoints" / "last.ckpt").is_file()
     assert (out / "train" / "config.yaml").is_file()
-    metrics = json.loads((out / "validate" / "metrics.json").read_text())["metrics"]
+    validated = json.loads((out / "validate" / "metrics.json").read_text())
+    metrics = validated["metrics"]
     assert metrics["images"] == 2
+    # The stages after training use the best-validation-sAP10 checkpoint, not the time-stopped last.ckpt.
+    best = out / "train" / "checkpoints" / "best-sAP10.ckpt"
+    assert best.is_file()
+    assert validated["checkpoint"] == str(best)
     with Image.open(out / "validate" / "pr_curve.png") as im:
         assert im.format == "PNG"
     for stem in ("test_000000", "test_000001"):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -47,9 +48,13 @@ def test_two_epoch_run_writes_seed_checkpoints_logs_and_config(trained: Any) -> 
     run = trained.run_dir
     ckpts = run / "checkpoints"
     assert (ckpts / "last.ckpt").is_file()
-    best = [p.name for p in ckpts.glob("*.ckpt") if p.name != "last.ckpt"]
+    best = [p.name for p in ckpts.glob("*.ckpt") if p.name not in ("last.ckpt", "best-sAP10.ckpt")]
     assert 1 <= len(best) <= 3
     assert all(CKPT_NAME.match(name) for name in best), best
+    # best-sAP10.ckpt: the checkpoint of the highest validation sAP10, one file, overwritten in place.
+    assert trained.best_sap10_checkpoint == ckpts / "best-sAP10.ckpt"
+    assert trained.best_sap10_checkpoint.is_file()
+    assert not list(ckpts.glob("best-sAP10-v*.ckpt"))
     assert not list(ckpts.glob(".tmp-*"))
     assert (run / "config.yaml").is_file()
     assert trained.epoch == 3
@@ -60,6 +65,10 @@ def test_two_epoch_run_writes_seed_checkpoints_logs_and_config(trained: Any) -> 
         assert f"train/loss_{term}" in scalars
     total = scalars["train/total_loss"]
     assert total[-1] < total[0]
+    assert trained.best_val_sap10 == pytest.approx(max(scalars["val/sAP10"]), abs=1e-4)
+    saved = torch.load(trained.best_sap10_checkpoint, map_location="cpu", weights_only=True)
+    epoch_of_best = int(np.argmax(scalars["val/sAP10"]))  # first maximum: a tie does not replace the file
+    assert saved["epoch"] == epoch_of_best
 
 
 def test_checkpoint_loads_with_weights_only_and_via_seed_api(trained: Any) -> None:

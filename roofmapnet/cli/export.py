@@ -138,7 +138,7 @@ def export_command(
     compared with PyTorch eager (same lines, scores within 1e-4 in fp32); on failure the file is kept for
     inspection, the table shows what differs and the exit code is 1. See docs/export.md.
 
-    [bold]Example[/]: roofmap export -k logs/checkpoints/last.ckpt -f onnx -o roofmapnet.onnx
+    [bold]Example[/]: roofmap export -k logs/checkpoints/best-sAP10.ckpt -f onnx -o roofmapnet.onnx
     """
     from roofmapnet.config import load_config
     from roofmapnet.export.api import export_checkpoint

@@ -364,7 +364,7 @@ def infer_command(
     by window, run in overlapping tiles, merged across seams, and written in map coordinates: GeoJSON (WGS 84
     by default) and a GeoPackage (docs/gis.md).
 
-    [bold]Example[/]: roofmap infer -k logs/checkpoints/last.ckpt tiles/ "extra/*.tif" -o results/
+    [bold]Example[/]: roofmap infer -k logs/checkpoints/best-sAP10.ckpt tiles/ "extra/*.tif" -o results/
     """
     from roofmapnet.config import load_config
     from roofmapnet.inference.geo import parse_bands

@@ -68,6 +68,8 @@ def _print_result(result: Any) -> None:
         console.print(f"last checkpoint: {result.last_checkpoint}")
     if result.best_checkpoint:
         console.print(f"best checkpoint: {result.best_checkpoint} (val_total_loss {result.best_val_total_loss:.4f})")
+    if result.best_sap10_checkpoint:
+        console.print(f"best sAP10:      {result.best_sap10_checkpoint} (val/sAP10 {result.best_val_sap10:.2f})")
     console.print(f"TensorBoard:     tensorboard --logdir {result.run_dir}")
 
 
@@ -101,10 +103,11 @@ def train_command(
 ) -> None:
     """Train RoofMapNet on a preprocessed dataset.
 
-    Checkpoints go to LOGDIR/checkpoints/ (last.ckpt and the 3 best by validation total loss), TensorBoard events
-    and the resolved config.yaml to LOGDIR.
+    Checkpoints go to LOGDIR/checkpoints/ (last.ckpt, the 3 best by validation total loss, and best-sAP10.ckpt,
+    the highest validation sAP10: the one to evaluate and deploy), TensorBoard events and the resolved config.yaml
+    to LOGDIR.
 
-    Example: [bold]roofmap train --data-root data/roofs --logdir runs/exp1 --gpus 1 --precision bf16[/]
+    Example: [bold]roofmap train --data-root data/roofs --logdir runs/exp1 --gpus 1 --precision 16[/]
     """
     from roofmapnet.train.main import train
 

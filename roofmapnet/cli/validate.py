@@ -77,7 +77,7 @@ def validate_command(
 
     Writes OUT/metrics.json and OUT/pr_curve.png (sAP precision-recall curves at the three thresholds).
 
-    Example: [bold]roofmap validate --checkpoint runs/exp1/checkpoints/last.ckpt --data-root data/roofs --split test[/]
+    Example: [bold]roofmap validate --checkpoint runs/exp1/checkpoints/best-sAP10.ckpt --data-root data/roofs --split test[/]
     """
     from roofmapnet.config import load_config
     from roofmapnet.evaluation.validate import ValidateOptions, run_validation

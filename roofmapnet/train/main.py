@@ -39,6 +39,9 @@ __all__ = [
 
 #: Checkpoint file name pattern of the seed, e.g. ``roofmapnet-epoch=07-val_total_loss=0.9685.ckpt``.
 CHECKPOINT_PATTERN = "roofmapnet-epoch={epoch:02d}-val_total_loss={val_total_loss:.4f}"
+#: The checkpoint of the highest validation sAP10 so far (``checkpoints/best-sAP10.ckpt``), next to the seed's ones.
+BEST_SAP_FILENAME = "best-sAP10"
+BEST_SAP_MONITOR = "val/sAP10"
 #: ``--precision`` spellings accepted, mapped to Lightning's names.
 PRECISIONS = {
     "32": "32-true",
@@ -63,6 +66,8 @@ class TrainResult:
     best_val_total_loss: float | None
     global_step: int
     epoch: int
+    best_sap10_checkpoint: Path | None = None
+    best_val_sap10: float | None = None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -175,7 +180,16 @@ def build_trainer(
         save_top_k=3,
         save_last=True,
     )
-    callbacks: list[Callback] = [checkpoint, *(extra_callbacks or [])]
+    best_sap = ModelCheckpoint(  # the pick for evaluation and deployment: wireframe quality, not the loss
+        dirpath=run_dir / "checkpoints",
+        filename=BEST_SAP_FILENAME,
+        auto_insert_metric_name=False,
+        monitor=BEST_SAP_MONITOR,
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [checkpoint, best_sap, *(extra_callbacks or [])]
     interactive = sys.stdout.isatty() if progress is None else progress
     if interactive:
         callbacks.append(RichProgressBar())
@@ -313,6 +327,9 @@ def train(
     last = run_dir / "checkpoints" / "last.ckpt"
     best = Path(cb.best_model_path) if cb.best_model_path else None
     score = float(cb.best_model_score) if cb.best_model_score is not None else None
+    sap = next(
+        c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor == BEST_SAP_MONITOR
+    )
     return TrainResult(
         run_dir=run_dir,
         last_checkpoint=last if last.is_file() else None,
@@ -320,6 +337,8 @@ def train(
         best_val_total_loss=score,
         global_step=trainer.global_step,
         epoch=trainer.current_epoch,
+        best_sap10_checkpoint=Path(sap.best_model_path) if sap.best_model_path else None,
+        best_val_sap10=float(sap.best_model_score) if sap.best_model_score is not None else None,
     )
 
 

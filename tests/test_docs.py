@@ -36,10 +36,30 @@ def test_every_config_key_is_in_the_reference() -> None:
         assert f"`{key}`" in text, key
 
 
-def test_readme_links_and_commands_exist() -> None:
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors of a markdown text: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", markdown, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.replace("`", "").lower()).replace(" ", "-") for h in headings}
+
+
+def _assert_link(source: Path, target: str) -> None:
+    path, _, fragment = target.partition("#")
+    file = (source.parent / path).resolve() if path else source
+    assert file.is_file(), f"{source.name}: {target}"
+    if fragment and file.suffix == ".md":
+        assert fragment in _anchors(file.read_text(encoding="utf-8")), f"{source.name}: {target}"
+
+
+def test_readme_and_docs_links_point_at_files_and_headings() -> None:
+    for source in [REPO / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = source.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if not target.startswith(("http://", "https://", "mailto:")):
+                _assert_link(source, target)
+
+
+def test_readme_commands_exist() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for link in re.findall(r"\]\((docs/[^)]+)\)", readme):
-        assert (REPO / link).is_file(), link
     cli = cli_markdown()
     for command in set(re.findall(r"^roofmap ([a-z]+)", readme, flags=re.M)):
         assert f"roofmap {command}" in cli, command

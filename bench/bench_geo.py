@@ -19,7 +19,6 @@ proposals per tile and ``--max-lines`` caps the lines kept per tile, so that the
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -30,27 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from roofmapnet.config import RootConfig
 from roofmapnet.inference import tiling
-from roofmapnet.inference.predictor import InferOptions, Predictor
+from roofmapnet.inference.predictor import InferOptions
 from roofmapnet.inference.tiling import RasterOptions, TileDetections
-from roofmapnet.models.roofmapnet import RoofMapNet
 from roofmapnet.utils.memory import peak_rss_mib
 
-TINY_MODEL = {
-    "image_size": 64,
-    "heatmap_size": 16,
-    "depth": 2,
-    "num_stacks": 1,
-    "inplanes": 8,
-    "num_feats": 8,
-    "jmap_channels": 8,
-    "n_pts0": 16,
-    "n_pts1": 4,
-    "dim_loi": 8,
-    "dim_fc": 16,
-    "aoam_channels": 8,
-}
+if __package__ in (None, ""):  # run as `python bench/<script>.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import build_predictor, emit
+
 SCENE = 512
 
 
@@ -86,17 +74,6 @@ def make_raster(path: Path, size: int, scenes: int, seed: int) -> Path:
             )[:, :size]
             ds.write(np.moveaxis(strip, -1, 0), window=Window(0, row, size, h))
     return path
-
-
-def build_predictor(args: argparse.Namespace) -> Predictor:
-    """A checkpoint's model, or a random default / tiny model forced to ``--junctions`` proposals per tile."""
-    if args.checkpoint:
-        return Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
-    torch.manual_seed(args.seed)
-    model: dict[str, Any] = dict(TINY_MODEL) if args.model == "tiny" else {}
-    model.update(eval_junc_thres=0.0, n_dyn_junc=max(args.junctions, 2))
-    cfg = RootConfig.model_validate({"model": model})
-    return Predictor(RoofMapNet(cfg.model), cfg, args.device, args.precision, checkpoint="<random weights>")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,10 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures as JSON."""
     args = _parse(argv)
     result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text, flush=True)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.json)
     return 0
 
 

@@ -21,7 +21,6 @@ output; 0 = no cap) bounds the lines kept, so that the post-processing and write
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -34,7 +33,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from roofmapnet.config import RootConfig
 from roofmapnet.inference.images import prepare_image, read_image
 from roofmapnet.inference.postprocess import postprocess_lines
 from roofmapnet.inference.predictor import InferOptions, Predictor
@@ -45,22 +43,11 @@ from roofmapnet.inference.writers import (
     write_json,
     write_overlay,
 )
-from roofmapnet.models.roofmapnet import RoofMapNet
 
-TINY_MODEL = {
-    "image_size": 64,
-    "heatmap_size": 16,
-    "depth": 2,
-    "num_stacks": 1,
-    "inplanes": 8,
-    "num_feats": 8,
-    "jmap_channels": 8,
-    "n_pts0": 16,
-    "n_pts1": 4,
-    "dim_loi": 8,
-    "dim_fc": 16,
-    "aoam_channels": 8,
-}
+if __package__ in (None, ""):  # run as `python bench/<script>.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import build_predictor, emit
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -81,17 +68,6 @@ def make_images(folder: Path, n: int, height: int, width: int, seed: int) -> lis
         Image.fromarray(image).save(path)
         paths.append(path)
     return paths
-
-
-def build_predictor(args: argparse.Namespace) -> Predictor:
-    """A checkpoint's model, or a randomly initialised default / tiny model forced to ``--junctions`` proposals."""
-    if args.checkpoint:
-        return Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
-    torch.manual_seed(args.seed)
-    model_section: dict[str, Any] = dict(TINY_MODEL) if args.model == "tiny" else {}
-    model_section.update(eval_junc_thres=0.0, n_dyn_junc=max(args.junctions, 2))
-    cfg = RootConfig.model_validate({"model": model_section})
-    return Predictor(RoofMapNet(cfg.model), cfg, args.device, args.precision, checkpoint="<random weights>")
 
 
 def _stage_timings(predictor: Predictor, paths: list[Path], options: InferOptions, out: Path) -> dict[str, float]:
@@ -238,10 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print one JSON object."""
     args = _parse(argv)
     result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text, flush=True)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.json)
     ratio = result["ratio_end_to_end_over_model_only"]
     print(f"end-to-end / model-only = {ratio:.3f} (goal ≤ 1.3)", file=sys.stderr)
     return 0

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import typer
 from torch import Tensor, nn
 from typer.testing import CliRunner
 
+from roofmapnet.cli.app import app
 from roofmapnet.config import RootConfig
 from roofmapnet.errors import DataError, RoofMapError
 from roofmapnet.inference.geo import (
@@ -478,7 +478,7 @@ def test_geotiff_without_the_extra_names_the_extra(
     assert "'geo' extra" in failed.reason
     assert "pip install 'roofmapnet[geo]'" in failed.reason
     args = ["infer", "-k", str(tiny_ckpt), str(tmp_path / "ortho.tif"), "-o", str(tmp_path / "cli"), "--device", "cpu"]
-    res = CliRunner().invoke(_app(), args)
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 1, res.output
     text = " ".join(res.output.split())
     assert f"skipped: {tmp_path / 'ortho.tif'}: a georeferenced raster needs the optional 'geo' extra" in text
@@ -818,17 +818,6 @@ def test_georeference_pixel_to_map_and_ground_resolution() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def _app() -> typer.Typer:
-    from roofmapnet.cli.infer import register
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -850,7 +839,7 @@ def test_cli_smoke_with_tiny_real_model(tmp_path: Path, tiny_ckpt: Path) -> None
     path = _write_geotiff(tmp_path / "ortho.tif", data)
     out = tmp_path / "out"
     args = ["infer", "-k", str(tiny_ckpt), str(path), "-o", str(out), "--device", "cpu", "--tile", "64"]
-    res = CliRunner().invoke(_app(), [*args, "--overlap", "8", "--outputs", "json,geojson,overlay"])
+    res = CliRunner().invoke(app, [*args, "--overlap", "8", "--outputs", "json,geojson,overlay"])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["ortho.geojson", "ortho.gpkg", "ortho.json", "ortho_overlay.png"]
     text = " ".join(res.output.split())
@@ -887,7 +876,7 @@ def test_cli_gis_option_errors(
     tmp_path: Path, tiny_ckpt: Path, scene_tif: Path, extra: list[str], code: int, message: str
 ) -> None:
     res = CliRunner().invoke(
-        _app(), ["infer", "-k", str(tiny_ckpt), str(scene_tif), "-o", str(tmp_path / "o"), "--device", "cpu", *extra]
+        app, ["infer", "-k", str(tiny_ckpt), str(scene_tif), "-o", str(tmp_path / "o"), "--device", "cpu", *extra]
     )
     assert res.exit_code == code, res.output
     assert message in " ".join(res.output.split())

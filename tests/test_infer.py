@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import typer
 from PIL import Image
 from torch import Tensor, nn
 from typer.testing import CliRunner
 
+from roofmapnet.cli.app import app
 from roofmapnet.config import RootConfig
 from roofmapnet.errors import DataError, RoofMapError
 from roofmapnet.inference.distributed import ShardSampler
@@ -115,21 +115,8 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
 
 
-def _app() -> typer.Typer:
-    from roofmapnet.cli.infer import register
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
-
-
 def _invoke(args: list[str]) -> Any:
-    return CliRunner().invoke(_app(), ["infer", *args])
+    return CliRunner().invoke(app, ["infer", *args])
 
 
 def _no_tmp_files(folder: Path) -> bool:

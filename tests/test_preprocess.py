@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from bench.bench_preprocess import line_aa_literal, targets_literal, typical_roof
-from roofmapnet.cli.preprocess import register
+from roofmapnet.cli.app import app
 from roofmapnet.data import preprocess as pp
 from roofmapnet.data import targets
 from roofmapnet.data.preprocess import PreprocessOptions, preprocess, preprocess_flat
@@ -235,15 +234,6 @@ def test_hard_negatives_sorted_and_capped() -> None:
 
 
 # ------------------------------------------------------------------------------------- layout and CLI
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
 
 
 def test_cli_json_layout_all_splits(tmp_path: Path) -> None:
@@ -258,7 +248,7 @@ def test_cli_json_layout_all_splits(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        _app(), ["preprocess", str(raw), str(out), "--image-size", "64", "--workers", "0"], env={"COLUMNS": "200"}
+        app, ["preprocess", str(raw), str(out), "--image-size", "64", "--workers", "0"], env={"COLUMNS": "200"}
     )
     assert result.exit_code == 0, result.output
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -283,13 +273,13 @@ def test_cli_config_sizes_and_only_present_splits(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("model:\n  image_size: 128\n  heatmap_size: 32\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(_app(), ["preprocess", str(raw), str(out), "-c", str(cfg), "--workers", "0"])
+    result = CliRunner().invoke(app, ["preprocess", str(raw), str(out), "-c", str(cfg), "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["valid"]
     assert Image.open(out / "valid" / "a.png").size == (128, 128)
     assert load_npz(out / "valid" / "a_label.npz")["lmap"].shape == (32, 32)
     # A requested split that is absent is an error naming the file.
-    result = CliRunner().invoke(_app(), ["preprocess", str(raw), str(out), "--splits", "train", "--workers", "0"])
+    result = CliRunner().invoke(app, ["preprocess", str(raw), str(out), "--splits", "train", "--workers", "0"])
     assert result.exit_code == 1
     assert "train.json: not found" in result.output
 
@@ -352,7 +342,7 @@ def test_bad_inputs_are_reported_and_the_batch_continues(tmp_path: Path) -> None
     assert not temporaries(tmp_path)
     # The CLI prints the summary and every failure, and exits 1.
     result = CliRunner().invoke(
-        _app(),
+        app,
         ["preprocess", str(raw), str(tmp_path / "out2"), "--image-size", "64", "--workers", "0"],
         env={"COLUMNS": "250"},
     )
@@ -372,7 +362,7 @@ def test_axis_order_yx_reads_y_first(tmp_path: Path) -> None:
     raw_yx = make_raw(tmp_path / "yx", {"train": [{"filename": "a.png", "lines": yx}]}, {"a.png": (100, 80)})
     assert preprocess(raw_xy, tmp_path / "o1", OPTS).ok
     result = CliRunner().invoke(
-        _app(),
+        app,
         ["preprocess", str(raw_yx), str(tmp_path / "o2"), "--axis-order", "yx", "--image-size", "64", "--workers", "0"],
     )
     assert result.exit_code == 0, result.output

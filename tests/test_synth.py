@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image
 from scipy import ndimage
 from typer.testing import CliRunner
 
-from roofmapnet.cli.synth import register
+from roofmapnet.cli.app import app
 from roofmapnet.data import synth
 from roofmapnet.data.synth import (
     ROOF_TYPES,
@@ -290,21 +289,10 @@ def test_refuses_non_empty_folder_and_overwrite_replaces(tmp_path: Path) -> None
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
-
-
 def test_cli_writes_dataset_and_prints_next_step(tmp_path: Path) -> None:
     out = tmp_path / "synth"
     result = CliRunner().invoke(
-        _app(), ["synth", str(out), "--train", "2", "--valid", "1", "--test", "1", "--size", "80x64", "--seed", "3"]
+        app, ["synth", str(out), "--train", "2", "--valid", "1", "--test", "1", "--size", "80x64", "--seed", "3"]
     )
     assert result.exit_code == 0, result.output
     assert "roofmap preprocess" in result.output
@@ -316,11 +304,11 @@ def test_cli_writes_dataset_and_prints_next_step(tmp_path: Path) -> None:
 
 def test_cli_refuses_non_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
-    result = CliRunner().invoke(_app(), ["synth", str(tmp_path), "--train", "1", "--valid", "0", "--test", "0"])
+    result = CliRunner().invoke(app, ["synth", str(tmp_path), "--train", "1", "--valid", "0", "--test", "0"])
     assert result.exit_code == 1
     assert "not empty" in result.output
     assert "--overwrite" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-    bad = CliRunner().invoke(_app(), ["synth", str(tmp_path / "x"), "--size", "12x"])
+    bad = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--size", "12x"])
     assert bad.exit_code == 2
     assert "--size" in bad.output

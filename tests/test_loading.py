@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,7 @@ from roofmapnet.models.loading import SIDECAR_FORMAT, load_model, load_state_dic
 from roofmapnet.models.roofmapnet import RoofMapNet
 from tests.test_model import tiny_config, tiny_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_root(**overrides: object) -> RootConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,13 +32,7 @@ MANIFEST = Path(__file__).parent / "data" / "roofmapnet_state_dict_manifest.json
 TINY = {**TINY_MODEL, "num_stacks": 2, "num_blocks": 1, "n_dyn_posl": 50, "n_dyn_negl": 10, "n_dyn_othr": 30}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one intra-op thread (no OpenMP spinning on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**overrides: object) -> ModelConfig:

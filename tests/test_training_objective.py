@@ -4,7 +4,6 @@ and a few Adam steps overfit one synthetic roof image."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,13 +26,7 @@ LINES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (0, 4), (3, 4), (1, 5), (2, 5)]
 BLOB = (50.4, 32.0, 7.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny convolutions run fastest on one thread, and the CI machine is shared (2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_cfg() -> RootConfig:

@@ -75,6 +75,11 @@ class ModelConfig(StrictModel):
         description="Output channels per head: junction (2-class), line map (1), offsets (2). Only the default is supported.",
     )
     jmap_channels: int = Field(128, ge=4, le=1024, description="Width of the QCCM refinement convs (conv_jmap).")
+    channels_last: bool = Field(
+        True,
+        description="Run the backbone, heads and junction refinement in channels-last memory format (faster with "
+        "oneDNN on CPUs and with cuDNN on GPUs; weights and checkpoints are unchanged). false: NCHW.",
+    )
 
     # Line verifier.
     n_pts0: int = Field(64, ge=4, le=512, description="LoI sample points per line.")

@@ -116,9 +116,17 @@ class MultitaskHead(nn.Module):
         )
         self.out_channels = sum(sum(group) for group in head_size)
 
+    def branches(self, x: Tensor) -> list[Tensor]:
+        """The branch outputs of ``x`` [B, C, H, W], each [B, out_i, H, W] in ``x``'s memory format.
+
+        Separate tensors (rather than slices of :meth:`forward`'s concatenation) so that the junction logits feed
+        the refinement without a strided-view copy and their gradients need no slice scatter.
+        """
+        return [head(x) for head in self.heads]
+
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, out_channels, H, W]."""
-        return torch.cat([head(x) for head in self.heads], dim=1)
+        return torch.cat(self.branches(x), dim=1)
 
 
 class HourglassNet(nn.Module):
@@ -168,22 +176,26 @@ class HourglassNet(nn.Module):
         self.score_ = nn.ModuleList(nn.Conv2d(num_classes, ch, kernel_size=1) for _ in range(num_stacks - 1))
         self.out_channels = ch
 
-    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    def forward(self, x: Tensor) -> tuple[list[list[Tensor]], Tensor]:
         """Run the backbone on images ``x`` [B, 3, S_h, S_w].
 
+        Every layer keeps the memory format of its input (channels_last in, channels_last out: convolutions,
+        BatchNorm, ReLU, max-pooling, nearest upsampling and the additions all preserve it).
+
         Returns:
-            The per-stack head outputs ``[B, num_classes, S_h/4, S_w/4]``, **last stack first** ("stack 0"), and the
-            last stack's feature ``[B, 2·num_feats, S_h/4, S_w/4]`` (post-ReLU).
+            Per stack, **last stack first** ("stack 0"), the head branches (:meth:`MultitaskHead.branches`: junction
+            [B, 2, h, w], line [B, 1, h, w], offset [B, 2, h, w] with h, w = S_h/4, S_w/4), and the last stack's
+            feature ``[B, 2·num_feats, h, w]`` (post-ReLU).
         """
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.maxpool(self.layer1(x))
         x = self.layer3(self.layer2(x))
-        outputs: list[Tensor] = []
+        outputs: list[list[Tensor]] = []
         y = x
         for i in range(self.num_stacks):
             y = self.fc[i](self.res[i](self.hg[i](x)))
-            score = self.score[i](y)
-            outputs.append(score)
+            branches = cast(MultitaskHead, self.score[i]).branches(y)
+            outputs.append(branches)
             if i < self.num_stacks - 1:
-                x = x + self.fc_[i](y) + self.score_[i](score)
+                x = x + self.fc_[i](y) + self.score_[i](torch.cat(branches, dim=1))
         return outputs[::-1], y

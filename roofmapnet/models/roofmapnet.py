@@ -40,6 +40,21 @@ class RoofMapNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.detection = LineVectorizer(cfg)
+        self.set_memory_format(torch.channels_last if cfg.channels_last else torch.contiguous_format)
+
+    def set_memory_format(self, memory_format: torch.memory_format) -> None:
+        """Run the dense part (backbone, heads, refinement, the verifier's ``fc1``) in ``memory_format``.
+
+        ``torch.channels_last`` (``cfg.channels_last``, the default) or ``torch.contiguous_format`` (NCHW). Only the
+        strides of the 4-D weights change: state_dict keys, shapes and values stay those of the official checkpoint.
+        """
+        self.detection.backbone.set_memory_format(memory_format)
+        self.detection.fc1.to(memory_format=memory_format)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The dense part's memory format (see :meth:`set_memory_format`)."""
+        return self.detection.backbone.memory_format
 
     @property
     def line_score_thres(self) -> float:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from roofmapnet.config.schema import ModelConfig
-from roofmapnet.models.loi import loi_sample
+from roofmapnet.models.loi import loi_corners, sample_rows
 from roofmapnet.models.multitask import MultitaskLearner
 from roofmapnet.models.outputs import LineSamples
 from roofmapnet.models.sampler import FEAT_DIM
@@ -107,11 +107,17 @@ class LineVectorizer(nn.Module):
         starts = range(0, n_lines, block)
         # The AOAM reads a detached line-map profile: it is trained by L_sf alone (ARCHITECTURE §4), whose gradient
         # must not reach the backbone through the attention map.
-        xa = loi_sample(att, lines, bidx, lambdas).detach()
+        n = self.n_pts0
+        # Sample positions, corner rows and weights once for both maps (x and att have the same H, W).
+        rows, weights = loi_corners(lines, bidx, lambdas, (x.shape[2], x.shape[3]), x.dtype)
+        xa = sample_rows(att, rows, weights).detach().view(n_lines, 1, n)  # [L, n, 1] viewed as [L, 1, n]
         occ = self.aoam(xa) if self.training else torch.cat([self.aoam(xa[s : s + block]) for s in starts])
-        mask = occlusion_mask(occ, self.n_pts0)
+        mask = occlusion_mask(occ, n)
         pooled = torch.cat(
-            [self._pooled(x, lines[s : s + block], bidx[s : s + block], lambdas, mask[s : s + block]) for s in starts]
+            [
+                self._pooled(x, rows[s * n : (s + block) * n], weights[s * n : (s + block) * n], mask[s : s + block])
+                for s in starts
+            ]
         )
         feat = samples.feat.to(device=pooled.device, dtype=pooled.dtype)
         logits = self.fc2(torch.cat([pooled, feat], dim=1)).squeeze(1).float()
@@ -121,10 +127,20 @@ class LineVectorizer(nn.Module):
         """Lines per LoI block: about 4 Mi values (16 MiB in fp32) per [lines, channels, n_pts0] buffer."""
         return max(1, LOI_BLOCK_VALUES // (channels * self.n_pts0))
 
-    def _pooled(self, x: Tensor, lines: Tensor, bidx: Tensor, lambdas: Tensor, mask: Tensor) -> Tensor:
-        """LoI samples of ``x`` with the occluded samples zeroed, max-pooled and flattened channel-major."""
-        xp = loi_sample(x, lines, bidx, lambdas).masked_fill_(mask[:, None, :], 0)
-        return self.pooling(xp).flatten(1)
+    def _pooled(self, x: Tensor, rows: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        """LoI samples of ``x`` (corners :func:`loi_corners`) with the occluded samples zeroed, max-pooled and
+        flattened channel-major.
+
+        The occluded samples are zeroed through their corner weights (a [L·n, 4] mask instead of a pass over the
+        [L, n, C] samples; ``0·v`` sums to 0 for finite features), and everything stays in the samples' native
+        [L, n, C] layout: ``MaxPool1d(n0/n1)`` over the sample axis is ``amax`` over windows of a
+        [L, n1, n0/n1, C] view (the same maxima; on exact ties the gradient is shared instead of given to the
+        first), and only the pooled [L, n1, C] result is transposed to the channel-major order ``fc2`` expects.
+        """
+        lines = mask.shape[0]
+        weights = weights.masked_fill(mask.reshape(-1, 1), 0)
+        xp = sample_rows(x, rows, weights).view(lines, self.n_pts1, self.n_pts0 // self.n_pts1, -1)
+        return xp.amax(dim=2).transpose(1, 2).reshape(lines, -1)
 
     def _empty(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """Empty outputs that still belong to the graph of every verifier parameter (zero gradient, DDP-safe)."""

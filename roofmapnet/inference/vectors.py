@@ -30,6 +30,7 @@ nothing behind.  Needs pyogrio and shapely (the ``geo`` extra).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +218,25 @@ def _write_layer(
     layer_options: dict[str, str] | None = None,
 ) -> None:
     data, names, masks = _columns(layer)
+    with warnings.catch_warnings():
+        # A pixel-frame output (no CRS) is intended; the frame is recorded beside it.
+        warnings.filterwarnings("ignore", message=".*'crs' was not provided.*")
+        _raw_write(pyogrio, path, layer, vf, crs, data, names, masks, append, metadata, layer_options)
+
+
+def _raw_write(
+    pyogrio: ModuleType,
+    path: Path,
+    layer: VectorLayer,
+    vf: VectorFormat,
+    crs: str | None,
+    data: list[np.ndarray],
+    names: list[str],
+    masks: list[np.ndarray | None],
+    append: bool,
+    metadata: dict[str, str] | None,
+    layer_options: dict[str, str] | None,
+) -> None:
     pyogrio.raw.write(
         str(path),
         _wkb(layer.geometry),

@@ -7,7 +7,6 @@ precision / recall at IoU 0.7 (HEAT's measure, :mod:`roofmapnet.evaluation.facet
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from roofmapnet import __version__
 from roofmapnet.config import RootConfig
 from roofmapnet.errors import DataError
 from roofmapnet.evaluation.evaluator import Evaluator
+from roofmapnet.utils.device import autocast, resolve_device
 from roofmapnet.utils.io import atomic_write_text
 
 #: Loss keys reported by validate (the six terms and the weighted total).
@@ -55,16 +55,6 @@ class ValidateReport:
     predictions_dir: Path | None
     images: int
     seconds: float
-
-
-def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """Autocast for ``precision`` (``32``, ``bf16``, ``16``) on ``device`` (a no-op for fp32)."""
-    from roofmapnet.inference.predictor import resolve_precision
-
-    dtype, _ = resolve_precision(precision, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _want_facets(options: ValidateOptions) -> bool:
@@ -105,7 +95,6 @@ def run_validation(
     """
     from roofmapnet.data.dataset import RoofDataset, collate
     from roofmapnet.evaluation.plots import plot_pr_curves
-    from roofmapnet.inference.predictor import resolve_device
     from roofmapnet.losses import RoofMapNetLoss
     from roofmapnet.losses.objective import batch_losses
 
@@ -141,7 +130,7 @@ def run_validation(
         for batch in loader:
             batch = _to_device(batch, device)
             t0 = time.perf_counter()
-            with autocast_context(options.precision, device):
+            with autocast(device, options.precision):
                 losses, heads = batch_losses(model, criterion, batch)
                 wireframes = evaluator.update(model, heads, batch)
             if device.type == "cuda":

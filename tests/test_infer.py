@@ -440,9 +440,9 @@ def test_precision_and_device_resolution() -> None:
     assert dtype is None
     assert note is not None
     assert "CUDA" in note
-    from roofmapnet.utils.device import cpu_supports_bf16
+    from roofmapnet.utils.device import cpu_has_amx_bf16
 
-    assert resolve_precision("auto", cpu) == ((torch.bfloat16 if cpu_supports_bf16() else None), None)
+    assert resolve_precision("auto", cpu) == ((torch.bfloat16 if cpu_has_amx_bf16() else None), None)
     with pytest.raises(RoofMapError, match="--precision 8") as err:
         resolve_precision("8", cpu)
     assert err.value.exit_code == 2

@@ -36,10 +36,12 @@ verified), LoI sampling, the occlusion module, the classifier, thresholding and 
 
 Differences from eager decoding that do not change results:
 
-* LoI features are max-pooled on the fly (one gather per position inside a pooling window) instead of first
-  materialising the [L, dim_loi, n_pts0] tensor, so peak memory is ``n_pts0 / n_pts1`` times smaller and no
-  ``verifier_chunk`` loop is needed; every sample is computed with the same arithmetic as
-  :func:`roofmapnet.models.loi.loi_sample`.
+* In the traced graphs, LoI features are max-pooled on the fly (one gather per position inside a pooling window)
+  instead of first materialising the [L, dim_loi, n_pts0] tensor, so peak memory is ``n_pts0 / n_pts1`` times
+  smaller and no ``verifier_chunk`` loop is needed; each sample is the same bilinear formula as
+  :func:`roofmapnet.models.loi.loi_sample` with the four corners summed one by one (eager PyTorch sums them in one
+  fused ``embedding_bag``, so the two agree to float rounding; ``embedding_bag`` would export to an ONNX loop).
+  Run eagerly (not traced), the pipeline verifies with the model's own code, bit-identical to ``predict``.
 * Junctions with exactly equal NMS scores are ranked by flat pixel index (lower first, ONNX ``TopK``'s rule);
   ``torch.topk`` on CPU leaves the order of ties unspecified, which can swap the endpoints of a line between two
   tied junctions (see :mod:`roofmapnet.export.parity`).
@@ -62,6 +64,7 @@ from roofmapnet.config import config_from_dict
 from roofmapnet.config.schema import ModelConfig, RootConfig
 from roofmapnet.errors import CheckpointError, ConfigError, RoofMapError
 from roofmapnet.models.loi import loi_points
+from roofmapnet.models.outputs import LineSamples
 from roofmapnet.models.proposals import eval_k, nms3x3
 from roofmapnet.models.roofmapnet import RoofMapNet
 from roofmapnet.models.sampler import FEAT_DIM
@@ -299,8 +302,8 @@ def line_features(lines: Tensor, cfg: ModelConfig, heatmap_hw: tuple[int, int]) 
 def _bilinear(flat: Tensor, hw: tuple[int, int], base: Tensor, points: Tensor) -> Tensor:
     """Bilinear samples [L, m, C] of a map flattened to [B·H·W, C] at ``points`` [L, m, 2] (pixel-centre (y, x)).
 
-    Exactly the arithmetic of :func:`roofmapnet.models.loi.loi_sample` (clamped corners, unclamped weights,
-    the same summation order), so every sample is bit-identical to the eager one.
+    The formula of :func:`roofmapnet.models.loi.loi_sample` (clamped corners, unclamped weights, the same corner
+    order), with separate multiply-adds that export to plain ONNX ops.
     """
     h, w = hw
     m = points.shape[1]
@@ -403,6 +406,10 @@ class ExportPipeline(nn.Module):
         n0, n1 = cfg.n_pts0, cfg.n_pts1
         step = n0 // n1
         x, att = det.attend(feature, lmap_prob)
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            # Eager: the model's own verification (fused corner gathers, line blocks), bit-identical to predict.
+            samples = LineSamples(lines, batch_idx, lines.new_zeros((0,)), line_features(lines, cfg, self.heatmap_hw))
+            return det.classify(x, att, samples)[0]
         bsz, ch, h, w = x.shape
         base = (batch_idx.to(torch.long) * (h * w))[:, None]
         pts = loi_points(lines.to(torch.promote_types(x.dtype, torch.float32)), self.lambdas)

@@ -138,18 +138,68 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     return dev
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``'s ``flags`` line on Linux; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_amx_bf16() -> bool:
+    """Whether the CPU has AMX bf16 tiles (``amx_bf16``), where oneDNN's bf16 convolutions run several times faster
+    than fp32 (and want channels_last); PyTorch's own probe where the flags cannot be read."""
+    if "amx_bf16" in cpu_flags():
+        return True
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if callable(probe) and not cpu_flags() else False
+
+
 def cpu_supports_bf16() -> bool:
-    """Whether the CPU has native bf16 arithmetic (AVX-512 or AMX, per ``torch.backends.cpu``)."""
-    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
-    return "AVX512" in capability or "AMX" in capability
+    """Whether the CPU has native bf16 dot products: AMX or AVX512_BF16 (bf16 autocast runs on any x86 CPU, but
+    without these it is emulated and slower than fp32)."""
+    if cpu_has_amx_bf16() or "avx512_bf16" in cpu_flags():
+        return True
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(probe()) if callable(probe) and not cpu_flags() else False
+
+
+def cpu_description() -> str:
+    """One line for benchmark reports: CPU model, PyTorch's capability, the bf16-relevant flags, threads."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        import platform
+
+        model = platform.processor() or platform.machine()
+    flags = cpu_flags()
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile") if f in flags]
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model}; torch capability {capability}; flags {' '.join(shown) or 'none of avx2/avx512/amx'}; {torch.get_num_threads()} threads"
 
 
 def choose_precision(device: torch.device) -> Precision:
-    """What ``auto`` means on ``device``: on CUDA bf16 where supported, else fp16; on a CPU bf16 where it has
-    native bf16 arithmetic (:func:`cpu_supports_bf16`), else fp32."""
+    """What ``auto`` means on ``device`` (the one place that decides it).
+
+    * CPU: bf16 where the CPU has AMX (``amx_bf16``), fp32 elsewhere.  With AMX, bf16 convolutions run ≈7×
+      faster than fp32 (docs/performance.md); without it the gain is small or negative and bf16 only costs accuracy.
+    * CUDA: fp32 (cuDNN's default TF32 convolutions).  Measured on an H200 (docs/performance.md, "GPU"): inference
+      at batch 1 is launch-bound, and fp16 / bf16 autocast were 1.2-1.3× *slower* than fp32 at 4,186 and 44,850
+      lines (the casts add kernels); mixed precision halves the memory of training, where ``--precision 16`` is
+      the documented choice.  ``bench/gpu_check.py --only layout_amp`` re-measures this (channels-last + AMP).
+    """
     if device.type == "cuda":
-        return Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
-    return Precision.bf16 if cpu_supports_bf16() else Precision.fp32
+        return Precision.fp32
+    return Precision.bf16 if cpu_has_amx_bf16() else Precision.fp32
 
 
 def resolve_precision(precision: str | int | Precision, device: torch.device) -> tuple[torch.dtype | None, str | None]:

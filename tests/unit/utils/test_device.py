@@ -86,3 +86,30 @@ def test_autocast_contexts() -> None:
             assert (x @ x).dtype == torch.bfloat16
     with autocast(CPU, "16"):  # falls back to fp32 on a CPU, as `roofmap infer --precision 16` does
         assert (x @ x).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "fma"}, Precision.fp32),
+        ({"avx2", "avx512f", "avx512_bf16"}, Precision.fp32),  # native bf16 dot products, but no AMX
+        ({"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}, Precision.bf16),
+    ],
+)
+def test_auto_picks_bf16_only_with_amx(monkeypatch: pytest.MonkeyPatch, flags: set[str], expected: Precision) -> None:
+    from roofmapnet.utils import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
+    assert choose_precision(CPU) is expected
+    assert device.cpu_has_amx_bf16() is (expected is Precision.bf16)
+    assert resolve_precision("auto", CPU) == (None if expected is Precision.fp32 else torch.bfloat16, None)
+    assert device.cpu_supports_bf16() is ("avx512_bf16" in flags or "amx_bf16" in flags)
+    text = device.cpu_description()
+    assert "torch capability" in text
+    assert ("amx_bf16" in text) is ("amx_bf16" in flags)
+
+
+def test_auto_on_cuda_is_fp32() -> None:
+    # The rule only looks at the device type: a CUDA device object needs no GPU to be built.
+    assert choose_precision(torch.device("cuda")) is Precision.fp32
+    assert choose_precision(torch.device("cuda:1")) is Precision.fp32

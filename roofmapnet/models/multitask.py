@@ -134,7 +134,7 @@ class MultitaskLearner(nn.Module):
         images on entry of :meth:`forward`.
         """
         self.memory_format = memory_format
-        self.to(memory_format=memory_format)
+        self.to(memory_format=memory_format)  # type: ignore[call-overload]  # supported, not in the stubs
 
     def refine(self, jlogits: Tensor) -> Tensor:
         """QCCM: refined 2-class junction logits [B, 2, H, W] from the DGHR logits ``jlogits`` [B, 2, H, W]."""

@@ -49,7 +49,7 @@ class RoofMapNet(nn.Module):
         strides of the 4-D weights change: state_dict keys, shapes and values stay those of the official checkpoint.
         """
         self.detection.backbone.set_memory_format(memory_format)
-        self.detection.fc1.to(memory_format=memory_format)
+        self.detection.fc1.to(memory_format=memory_format)  # type: ignore[call-overload]
 
     @property
     def memory_format(self) -> torch.memory_format:

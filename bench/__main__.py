@@ -1,7 +1,8 @@
 """``python -m bench [NAME ...]`` (``nox -s bench``): run the benchmarks and print their figures.
 
 Each benchmark compares implementations side by side in one run (ratios, not absolute times, are the
-figures to trust on a shared machine) and reports peak RSS. Names: preprocess, metrics, model, infer, export.
+figures to trust on a shared machine) and reports peak RSS. Names: preprocess, metrics, model, infer, export,
+train, geo, speed.
 Results are recorded by hand in docs/performance.md with the command that produced them.
 """
 
@@ -11,7 +12,7 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = ("preprocess", "metrics", "model", "infer", "export", "train", "geo")
+BENCHMARKS = ("preprocess", "metrics", "model", "infer", "export", "train", "geo", "speed")
 
 
 def main(argv: list[str]) -> int:

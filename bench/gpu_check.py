@@ -9,7 +9,9 @@ What it checks and measures, on the default (full) model at 512²:
 4. export on CUDA: TorchScript and ONNX written from a CUDA model, with the parity check;
 5. a short Lightning ``fit`` on a synthetic dataset with ``precision="16-mixed"`` (the real training path);
 6. the console commands on CUDA with that checkpoint: ``validate --precision 16``, ``infer --precision 16`` and
-   ``export --precision fp16 --device cuda`` (the half-precision graph that cannot be traced on a CPU).
+   ``export --precision fp16 --device cuda`` (the half-precision graph that cannot be traced on a CPU);
+7. ``layout_amp``: channels-last vs NCHW × fp32/fp16/bf16 for the dense part, ``predict`` and a training step;
+8. ``compiled_objective``: ``torch.compile`` of the sampler-and-loss side of a training step against eager.
 Everything prints as JSON; nothing else depends on this script.
 """
 
@@ -259,6 +261,101 @@ def cli_on_cuda(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def layout_amp(steps: int, batch_size: int, device: str = "cuda") -> dict[str, Any]:
+    """Channels-last vs NCHW × fp32 / fp16 / bf16 autocast, side by side on the same weights (issue 14).
+
+    Per combination: the dense part's forward (eval, batch 1), ``predict`` at 4,186 lines (K = 92) and a full
+    training step (forward, sampling, six losses, backward; batch ``batch_size``).  The combinations alternate,
+    so clock and thermal drift hit all alike; ``choose_precision`` (fp32 on CUDA) should follow the fastest
+    accurate one.  ``device="cpu"`` runs the same code on a CPU (a smoke test of this stage).
+    """
+    from roofmapnet.config import ModelConfig, RootConfig
+    from roofmapnet.losses import RoofMapNetLoss
+    from roofmapnet.losses.objective import batch_losses
+    from roofmapnet.models.roofmapnet import RoofMapNet
+
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    cfg = RootConfig.model_validate({"model": ModelConfig(eval_junc_thres=0.0, n_dyn_junc=92).model_dump()})
+    batch = _synthetic_batch(cfg, batch_size, dev)
+    torch.manual_seed(0)
+    model = RoofMapNet(cfg.model).to(dev)
+    loss = RoofMapNetLoss(cfg).to(dev)
+    image = torch.randn(1, 3, cfg.model.image_size, cfg.model.image_size, device=dev)
+    combos = [(fmt, prec) for fmt in ("nchw", "channels_last") for prec in ("fp32", "fp16", "bf16")]
+    dtypes = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    times: dict[str, dict[str, list[float]]] = {
+        f"{f}/{p}": {"dense": [], "predict": [], "train": []} for f, p in combos
+    }
+
+    def timed(fn: Any) -> float:
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - t0
+
+    for step in range(steps + 1):
+        for fmt, prec in combos:
+            model.set_memory_format(torch.channels_last if fmt == "channels_last" else torch.contiguous_format)
+            dtype = dtypes[prec]
+            with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                model.eval()
+                with torch.no_grad():
+                    dense = timed(lambda: model(image))
+                    pred = timed(lambda: model.predict(image, score_threshold=0.0))
+                model.train()
+                model.zero_grad(set_to_none=True)
+                train = timed(lambda: batch_losses(model, loss, batch)[0]["total"].float().backward())
+            if step > 0:  # the first round builds kernels / cuDNN plans
+                for key, value in (("dense", dense), ("predict", pred), ("train", train)):
+                    times[f"{fmt}/{prec}"][key].append(value)
+    med = {k: {stage: sorted(v)[len(v) // 2] for stage, v in d.items()} for k, d in times.items()}
+    base = med["nchw/fp32"]
+    return {
+        "median_s": med,
+        "speedup_vs_nchw_fp32": {k: {stage: base[stage] / v for stage, v in d.items()} for k, d in med.items()},
+    }
+
+
+def compiled_objective(steps: int, batch_size: int, device: str = "cuda") -> dict[str, Any]:
+    """The launch-bound part of a training step (sampler + losses, 1.6× the backbone's time on an H200 at batch 8)
+    with ``torch.compile`` on the loss module against eager: median full-step times and the losses' agreement.
+    """
+    from roofmapnet.config import RootConfig
+    from roofmapnet.losses import RoofMapNetLoss
+    from roofmapnet.losses.objective import batch_losses
+    from roofmapnet.models.roofmapnet import RoofMapNet
+
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    cfg = RootConfig()
+    batch = _synthetic_batch(cfg, batch_size, dev)
+    torch.manual_seed(0)
+    model = RoofMapNet(cfg.model).to(dev).train()
+    eager = RoofMapNetLoss(cfg).to(dev)
+    compiled = torch.compile(RoofMapNetLoss(cfg).to(dev), dynamic=True)
+    out: dict[str, Any] = {}
+    totals: dict[str, float] = {}
+    for name, criterion in (("eager", eager), ("compiled", compiled)):
+        times = []
+        for _ in range(steps + 2):
+            model.zero_grad(set_to_none=True)
+            sync()
+            t0 = time.perf_counter()
+            torch.manual_seed(1)
+            total = batch_losses(model, criterion, batch)[0]["total"]  # type: ignore[arg-type]
+            total.backward()
+            sync()
+            times.append(time.perf_counter() - t0)
+        totals[name] = float(total)
+        steady = sorted(times[2:])
+        out[name] = {"median_step_s": steady[len(steady) // 2], "first_step_s": times[0]}
+    out["speedup"] = out["eager"]["median_step_s"] / out["compiled"]["median_step_s"]
+    out["total_loss_rel_diff"] = abs(totals["compiled"] - totals["eager"]) / max(abs(totals["eager"]), 1e-12)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every check; write JSON to --out and stdout."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -280,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         ("export", export_on_cuda),
         ("lightning_fit_16_mixed", lambda: lightning_fit(state)),
         ("cli_on_cuda", lambda: cli_on_cuda(state)),
+        ("layout_amp", lambda: layout_amp(max(3, args.steps // 6), args.batch_size)),
+        ("compiled_objective", lambda: compiled_objective(max(3, args.steps // 6), args.batch_size)),
     )
     only = {name for name in args.only.split(",") if name}
     for name, fn in stages:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from roofmapnet import __version__
 from roofmapnet.cli import export as cli_export
 from roofmapnet.config import RootConfig, load_config
+from roofmapnet.config.schema import InferConfig
 from roofmapnet.errors import CheckpointError, RoofMapError
 from roofmapnet.export import parity as parity_mod
 from roofmapnet.export.onnx import check_trace_device, export_onnx
@@ -44,7 +45,8 @@ from roofmapnet.export.runtime import (
 )
 from roofmapnet.export.state_dict import export_state_dict, sidecar_path
 from roofmapnet.export.torchscript import export_torchscript
-from roofmapnet.inference.predictor import InferOptions, Predictor
+from roofmapnet.inference.predictor import Predictor
+from roofmapnet.inference.runner import run_inference
 from roofmapnet.models.loading import SIDECAR_FORMAT, load_model
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.models.roofmapnet import RoofMapNet
@@ -367,11 +369,11 @@ def test_infer_with_the_onnx_model_writes_the_same_json(
     onnx_model: OnnxModel, model: RoofMapNet, cfg: RootConfig, tmp_path: Path
 ) -> None:
     inputs = [_write_png(tmp_path / "a.png", 80, 120, 0), _write_png(tmp_path / "b.png", 64, 64, 1)]
-    options = InferOptions(outputs=("json",), workers=0, threshold=0.3)
+    options = InferConfig(outputs=("json",), workers=0, threshold=0.3)
     docs: dict[str, list[dict[str, Any]]] = {}
     for name, net in (("torch", model), ("onnx", onnx_model)):
-        predictor = Predictor(net, cfg, "cpu", checkpoint="model")  # type: ignore[arg-type]
-        report = predictor.run(inputs, tmp_path / name, options)
+        predictor = Predictor(net, cfg, "cpu", checkpoint="model")
+        report = run_inference(predictor, inputs, tmp_path / name, options)
         assert report.exit_code == 0
         assert len(report.results) == 2
         docs[name] = [json.loads((tmp_path / name / f"{p.stem}.json").read_text()) for p in inputs]

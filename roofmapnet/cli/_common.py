@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,8 +24,36 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def flag_for(field: str) -> str:
+    """The flag that sets a library field: its last dotted part, ``_`` → ``-`` (``infer.raster.tile`` → ``--tile``)."""
+    return "--" + field.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def command_flags(func: Callable[..., Any]) -> set[str]:
+    """The long options of a command function: ``--<parameter name>`` with ``-`` for ``_`` (the Typer default,
+    which every command here keeps for its options)."""
+    return {"--" + name.replace("_", "-") for name in inspect.signature(func).parameters}
+
+
+def as_flags(line: str, fields: Iterable[str], flags: Collection[str]) -> str:
+    """``line`` with each field name written as the flag that sets it, where ``flags`` has that flag.
+
+    Library messages name fields and values (``infer.raster.tile 8: ...``, ``precision 8: ...``); on the command
+    line the user gave flags (``--tile 8: ...``).  A field whose flag the command does not have keeps its name.
+    """
+    for field in sorted(set(fields), key=len, reverse=True):
+        flag = flag_for(field)
+        if flag in flags:
+            line = re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w])", flag, line)
+    return line
+
+
 def report_errors(func: F) -> F:
-    """Turn :class:`RoofMapError` into ``error: …`` lines on stderr and its exit code, without a traceback."""
+    """Turn :class:`RoofMapError` into ``error: …`` lines on stderr and its exit code, without a traceback.
+
+    The fields the error names (:attr:`RoofMapError.fields`) are written as this command's flags (:func:`as_flags`).
+    """
+    flags = command_flags(func)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -31,7 +61,8 @@ def report_errors(func: F) -> F:
             return func(*args, **kwargs)
         except RoofMapError as exc:
             for line in exc.lines:
-                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+                text = as_flags(line, exc.fields, flags)
+                err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")

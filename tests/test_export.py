@@ -170,10 +170,10 @@ def test_half_precision_tracing_of_a_full_size_model_is_refused_on_cpu(tmp_path:
     big = load_config(TINY_YAML, {"model.image_size": 256, "model.heatmap_size": 64})
     torch.manual_seed(0)
     net = RoofMapNet(big.model).eval()
-    with pytest.raises(RoofMapError, match=r"--precision fp16: .*export with --device cuda") as info:
+    with pytest.raises(RoofMapError, match=r"^precision fp16: .*export with device cuda") as info:
         export_onnx(net, big, tmp_path / "half.onnx", precision="fp16")
     assert info.value.exit_code == 2
-    with pytest.raises(RoofMapError, match=r"--precision fp16"):
+    with pytest.raises(RoofMapError, match=r"^precision fp16"):
         export_torchscript(net, big, tmp_path / "half.ts", precision="fp16")
     assert list(tmp_path.iterdir()) == []
     check_trace_device("fp16", torch.device("cpu"), 128)  # small models are traced on CPU (as in these tests)
@@ -188,7 +188,7 @@ def test_export_config_caps_junctions(cfg: RootConfig, model: RoofMapNet) -> Non
     assert clone.cfg.n_dyn_junc == 5
     assert clone.detection is model.detection
     assert export_config(cfg, None) is cfg
-    with pytest.raises(RoofMapError, match=r"--max-junctions 21: must be between 2 and model.n_dyn_junc \(20\)"):
+    with pytest.raises(RoofMapError, match=r"^max_junctions 21: must be between 2 and model.n_dyn_junc \(20\)"):
         export_config(cfg, 21)
 
 

@@ -6,6 +6,7 @@ import functools
 import inspect
 import re
 import sys
+import typing
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -30,9 +31,23 @@ def flag_for(field: str) -> str:
 
 
 def command_flags(func: Callable[..., Any]) -> set[str]:
-    """The long options of a command function: ``--<parameter name>`` with ``-`` for ``_`` (the Typer default,
-    which every command here keeps for its options)."""
-    return {"--" + name.replace("_", "-") for name in inspect.signature(func).parameters}
+    """The long options of a Typer command function: each parameter's declared ``--name`` (``--a/--no-a``: both),
+    else ``--<parameter name>`` with ``-`` for ``_`` (Typer's default)."""
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except (NameError, TypeError):  # an annotation that cannot be evaluated: fall back to the parameter names
+        hints = {}
+    flags: set[str] = set()
+    for name in inspect.signature(func).parameters:
+        decls: tuple[str, ...] = ()
+        for meta in getattr(hints.get(name), "__metadata__", ()):
+            # typer.Option("--name", "-n") inside Annotated keeps the first declaration as ``default``.
+            first = getattr(meta, "default", None)
+            given = ((first,) if isinstance(first, str) else ()) + tuple(getattr(meta, "param_decls", None) or ())
+            decls = given or decls
+        longs = [part for d in decls for part in d.split("/") if part.startswith("--")]
+        flags.update(longs or ["--" + name.replace("_", "-")])
+    return flags
 
 
 def as_flags(line: str, fields: Iterable[str], flags: Collection[str]) -> str:
@@ -53,13 +68,15 @@ def report_errors(func: F) -> F:
 
     The fields the error names (:attr:`RoofMapError.fields`) are written as this command's flags (:func:`as_flags`).
     """
-    flags = command_flags(func)
+    flags: set[str] = set()
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except RoofMapError as exc:
+            if exc.fields and not flags:  # annotations are evaluated once the command's module is complete
+                flags.update(command_flags(func))
             for line in exc.lines:
                 text = as_flags(line, exc.fields, flags)
                 err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)

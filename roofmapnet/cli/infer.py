@@ -423,7 +423,7 @@ def infer_command(
             raise RoofMapError(msg, exit_code=2)
     rank_zero = _is_rank_zero()
     if predictor.precision_notice and rank_zero:
-        notice(predictor.precision_notice)
+        notice(as_flags(predictor.precision_notice, ("precision",), _FLAGS))
     with _ProgressReporter(rank_zero) as progress:
         on_progress: Callable[[int, int], None] = progress
         if distributed:

@@ -60,6 +60,25 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class ShardBatches(Sampler[list[int]]):
+    """A rank's shard cut into batches by :func:`~roofmapnet.inference.batching.batched` (a DataLoader batch sampler).
+
+    Args:
+        shard: the rank's indices.
+        size: images per batch.
+    """
+
+    def __init__(self, shard: ShardSampler, size: int) -> None:
+        self.shard = shard
+        self.size = size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return batched(iter(self.shard), self.size)
+
+    def __len__(self) -> int:
+        return -(-len(self.shard) // self.size)
+
+
 def _as_list(items: list[LoadedImage]) -> list[LoadedImage]:
     return items
 
@@ -110,7 +129,7 @@ class PredictWriter(pl.LightningModule):
         size = self.options.batch_size or self.predictor.cfg.model.batch_size_eval
         return DataLoader(
             dataset,  # type: ignore[arg-type]
-            batch_sampler=list(batched(sampler, size)),
+            batch_sampler=ShardBatches(sampler, size),
             num_workers=self.options.workers,
             collate_fn=_as_list,
         )

@@ -55,3 +55,12 @@ def test_batched_sizes_and_pass_through() -> None:
     assert out == [[0], [3], [1, 2, 4], [6], [5, 7]]
     with pytest.raises(ValueError, match="batch size 0"):
         list(batched(range(3), 0))
+
+
+def test_ddp_shard_batches_come_from_batched() -> None:
+    from roofmapnet.inference.distributed import ShardBatches, ShardSampler
+
+    batches = ShardBatches(ShardSampler(7, 1, 2), 2)
+    assert list(batches) == [[1, 3], [5]]
+    assert len(batches) == 2
+    assert list(ShardBatches(ShardSampler(0, 0, 2), 3)) == []

@@ -88,7 +88,7 @@ class Predictor:
         self.model = model.to(self.device).eval() if isinstance(model, nn.Module) else model
         self.checkpoint = str(checkpoint)
         #: Seconds spent in ``model.predict`` (input transfer, network, proposals, verification) by
-        #: :meth:`predict`, reset when :meth:`run` starts.
+        #: :meth:`predict`, reset when a run starts (:func:`roofmapnet.inference.runner.run_inference`).
         self.model_seconds = 0.0
 
     @classmethod

@@ -106,6 +106,13 @@ def preprocess_command(
     images: Annotated[
         Path | None, typer.Option(help="Images folder. Default: RAW_DIR/images.", rich_help_panel=_INPUT)
     ] = None,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            help="Follow symbolic links in the images folder that point outside it (refused by default).",
+            rich_help_panel=_INPUT,
+        ),
+    ] = False,
     splits: Annotated[
         str | None,
         typer.Option(help="Comma-separated splits to process. Default: every split present.", rich_help_panel=_INPUT),
@@ -165,6 +172,7 @@ def preprocess_command(
         workers=default_workers() if workers is None else workers,
         skip_existing=skip_existing,
         image_extensions=cfg.data.image_extensions,
+        follow_symlinks=follow_symlinks,
     )
     summary = preprocess(raw_dir, out_dir, options, show_progress=is_tty())
     print_summary(summary)

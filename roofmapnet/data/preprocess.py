@@ -60,6 +60,8 @@ class PreprocessOptions:
         workers: worker processes (0 or 1 = in this process).
         skip_existing: leave samples whose image and label both exist untouched.
         image_extensions: suffixes of images looked up by stem (RID2).
+        follow_symlinks: accept symbolic links in the images folder that point outside it (by default they are
+            refused like ``..`` in a filename).
     """
 
     image_size: int = 512
@@ -73,6 +75,7 @@ class PreprocessOptions:
     workers: int = 0
     skip_existing: bool = False
     image_extensions: tuple[str, ...] = DEFAULT_IMAGE_EXTENSIONS
+    follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -312,7 +315,12 @@ def read_raw(raw_dir: Path, options: PreprocessOptions) -> list[RawSplit]:
             present = [s for s in SPLITS if s in options.splits]
         if not present:
             raise DataError(f"{raw_dir}: no train.json / valid.json / test.json")
-        return [read_json_split(raw_dir / f"{s}.json", s, images, options.axis_order) for s in present]
+        return [
+            read_json_split(
+                raw_dir / f"{s}.json", s, images, options.axis_order, follow_symlinks=options.follow_symlinks
+            )
+            for s in present
+        ]
     if not any(raw_dir.glob("*.npz")):
         raise DataError(f"{raw_dir}: no RID2 *.npz edge files")
     splits = read_rid2_splits(
@@ -322,6 +330,7 @@ def read_raw(raw_dir: Path, options: PreprocessOptions) -> list[RawSplit]:
         fractions=options.split_fractions,
         seed=options.seed,
         extensions=options.image_extensions,
+        follow_symlinks=options.follow_symlinks,
     )
     return [sp for sp in splits if options.splits is None or sp.split in options.splits]
 
@@ -397,10 +406,11 @@ def preprocess_flat(
             axis_order=options.axis_order,
             fractions=(1.0, 0.0, 0.0),
             extensions=options.image_extensions,
+            follow_symlinks=options.follow_symlinks,
         )
         samples = [replace(s, split=split) for s in raws[0].samples]
     else:
-        raw = read_json_split(input_path, split, images, options.axis_order)
+        raw = read_json_split(input_path, split, images, options.axis_order, follow_symlinks=options.follow_symlinks)
         for file, reason in raw.file_errors:
             summary.add_file_error(split, file, reason)
         samples = raw.samples

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -94,22 +95,36 @@ def output_name(filename: str) -> str:
     return "__".join([*parts[:-1], PurePosixPath(parts[-1]).stem])
 
 
-def resolve_image(images_root: Path, filename: str) -> Path:
+def resolve_image(images_root: Path, filename: str, *, follow_symlinks: bool = False) -> Path:
     """Resolve ``filename`` against ``images_root``, refusing anything that escapes it.
 
-    Absolute paths, ``..`` components that climb out and symbolic links that point outside are rejected; the
+    Absolute paths and ``..`` components that climb out are always rejected (the annotation file names a place
+    outside the folder).  A symbolic link inside the folder that points outside is rejected too unless
+    ``follow_symlinks`` (the user made the link, e.g. a subset folder of links into a larger collection); the
     file itself need not exist (that is reported when it is read).
 
     Raises:
-        DataError: ``filename '…' escapes the images folder``.
+        DataError: ``filename '…' escapes the images folder`` or ``filename '…' is a symbolic link to …``.
     """
     if not filename or PurePosixPath(filename).is_absolute() or PureWindowsPath(filename).is_absolute():
         raise DataError(f"filename {filename!r} escapes the images folder {images_root}")
     root = images_root.resolve()
-    path = (root / filename).resolve()
-    if not path.is_relative_to(root) or path == root:
+    lexical = Path(os.path.normpath(root / filename))
+    if not lexical.is_relative_to(root) or lexical == root:
         raise DataError(f"filename {filename!r} escapes the images folder {images_root}")
-    return path
+    path = (root / filename).resolve()
+    if follow_symlinks or (path.is_relative_to(root) and path != root):
+        return path
+    link = next(
+        (p for p in (root / filename, *(root / filename).parents) if p.is_relative_to(root) and p.is_symlink()), None
+    )
+    if link is None:  # not reached: only a link moves a lexically contained path out
+        raise DataError(f"filename {filename!r} escapes the images folder {images_root}")
+    raise DataError(
+        f"filename {filename!r} is a symbolic link ({link.relative_to(root)} -> {link.readlink()}) that leaves "
+        f"the images folder {images_root}; links out of the folder are followed only when asked "
+        "(follow_symlinks, roofmap preprocess --follow-symlinks)"
+    )
 
 
 def _json_error(exc: Exception) -> str:
@@ -120,7 +135,9 @@ def _json_error(exc: Exception) -> str:
     return f"cannot read ({exc})"
 
 
-def read_json_split(path: Path, split: str, images_root: Path, axis_order: AxisOrder = "xy") -> RawSplit:
+def read_json_split(
+    path: Path, split: str, images_root: Path, axis_order: AxisOrder = "xy", *, follow_symlinks: bool = False
+) -> RawSplit:
     """Read one wireframe JSON file into samples; never raises for bad content (it is recorded instead).
 
     Args:
@@ -128,6 +145,7 @@ def read_json_split(path: Path, split: str, images_root: Path, axis_order: AxisO
         split: the split it feeds.
         images_root: folder the ``filename`` entries are relative to.
         axis_order: coordinate order of the points in ``lines``.
+        follow_symlinks: accept symbolic links in ``images_root`` that point outside it (:func:`resolve_image`).
 
     Returns:
         The split's samples; a malformed file gives one ``file_errors`` entry, a malformed entry a sample
@@ -157,7 +175,7 @@ def read_json_split(path: Path, split: str, images_root: Path, axis_order: AxisO
         error = None
         image_path: Path | None = None
         try:
-            image_path = resolve_image(images_root, filename)
+            image_path = resolve_image(images_root, filename, follow_symlinks=follow_symlinks)
         except DataError as exc:
             error = str(exc)
         if error is None and "lines" not in entry:
@@ -224,8 +242,11 @@ def read_rid2_splits(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     extensions: Sequence[str] = DEFAULT_IMAGE_EXTENSIONS,
+    follow_symlinks: bool = False,
 ) -> list[RawSplit]:
     """Find the RID2 ``<stem>.npz`` edge files of ``raw_dir`` and their images, and split them.
+
+    ``follow_symlinks`` accepts image links that point out of ``images_root`` (:func:`resolve_image`).
 
     Returns:
         One :class:`RawSplit` per split (train, valid, test), possibly empty.
@@ -240,7 +261,7 @@ def read_rid2_splits(
         image = images.get(path.stem)
         if image is not None:
             try:
-                image = resolve_image(images_root, image.name)
+                image = resolve_image(images_root, image.name, follow_symlinks=follow_symlinks)
             except DataError as exc:
                 splits[k].samples.append(RawSample(split, path.stem, str(path), None, error=str(exc)))
                 continue

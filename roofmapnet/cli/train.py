@@ -57,6 +57,8 @@ def parse_set_options(items: list[str] | None) -> dict[str, Any]:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        except RecursionError:
+            raise ConfigError([f"--set {key.strip()}: the value is nested too deeply"]) from None
         out[key.strip()] = value
     return out
 

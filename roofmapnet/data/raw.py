@@ -91,8 +91,8 @@ def detect_format(raw_dir: Path) -> RawFormat:
 
 def output_name(filename: str) -> str:
     """Output stem of an image ``filename`` relative to the images folder: ``a/b/roof.png`` → ``a__b__roof``."""
-    parts = PurePosixPath(filename.replace("\\", "/")).parts
-    return "__".join([*parts[:-1], PurePosixPath(parts[-1]).stem])
+    parts = [p for p in PurePosixPath(filename.replace("\\", "/")).parts if p != "/"]
+    return "__".join([*parts[:-1], PurePosixPath(parts[-1]).stem]) if parts else ""
 
 
 def resolve_image(images_root: Path, filename: str, *, follow_symlinks: bool = False) -> Path:
@@ -132,6 +132,8 @@ def _json_error(exc: Exception) -> str:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     if isinstance(exc, UnicodeDecodeError):
         return "invalid JSON: not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
     return f"cannot read ({exc})"
 
 
@@ -154,7 +156,7 @@ def read_json_split(
     out = RawSplit(split)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         out.file_errors.append((str(path), _json_error(exc)))
         return out
     if not isinstance(data, list):

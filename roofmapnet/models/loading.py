@@ -105,8 +105,9 @@ def _read_sidecar(path: Path) -> RootConfig | None:
             continue
         try:
             meta = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{side}: unreadable JSON sidecar ({exc})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+            raise CheckpointError(f"{side}: unreadable JSON sidecar ({reason})") from None
         if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
             continue
         if "config" not in meta:

@@ -68,7 +68,7 @@ def test_unquoted_yaml11_words_still_load_as_yaml12(tmp_path: Path) -> None:
 
 def test_deep_nesting_and_odd_keys_stay_one_line(tmp_path: Path) -> None:
     path = tmp_path / "deep.yaml"
-    path.write_text("[" * 5000, encoding="utf-8")
+    path.write_text("[" * 1000, encoding="utf-8")
     assert _error(path) == f"{path}: invalid YAML: nested too deeply"
     path.write_text('io:\n  "two\\nlines": 1\n', encoding="utf-8")
     assert _error(path) == f"{path}: io.'two\\nlines': unknown key"

@@ -327,7 +327,7 @@ def test_bad_inputs_are_reported_and_the_batch_continues(tmp_path: Path) -> None
         "train.json[9] (hw.png)": "differ from the image's size (80×100)",
         "train.json[10] (../secret.png)": "escapes the images folder",
         f"train.json[11] ({tmp_path / 'secret.png'})": "escapes the images folder",
-        "train.json[12] (link.png)": "escapes the images folder",
+        "train.json[12] (link.png)": "is a symbolic link (link.png -> ",
         "train.json[13]": "missing or empty 'filename'",
         "train.json[14]": "entry is not an object",
         str(raw / "valid.json"): "invalid JSON",

@@ -108,6 +108,8 @@ def resolve_image(images_root: Path, filename: str, *, follow_symlinks: bool = F
     """
     if not filename or PurePosixPath(filename).is_absolute() or PureWindowsPath(filename).is_absolute():
         raise DataError(f"filename {filename!r} escapes the images folder {images_root}")
+    if "\x00" in filename:
+        raise DataError(f"filename {filename!r} contains a NUL character")
     root = images_root.resolve()
     lexical = Path(os.path.normpath(root / filename))
     if not lexical.is_relative_to(root) or lexical == root:

@@ -69,6 +69,7 @@ entry = st.fixed_dictionaries(
 
 @fuzz(120)
 @given(entries=st.lists(entry, max_size=4) | json_values)
+@example(entries=[{"filename": "\x00", "lines": []}])  # was a ValueError (embedded null byte) from the path checks
 @example(entries=[{"filename": ".", "lines": []}])  # was an IndexError in output_name (found by this test)
 @example(entries=[{"filename": "roof.png", "lines": [[0, 0, 1e308, 1e308]]}])
 @example(entries=[{"filename": "roof.png", "lines": [[5, 5, 5, 5.0000001]]}])  # collapses once scaled

@@ -29,11 +29,18 @@ class AxisOrderChoice(str, Enum):
 
 
 class FormatChoice(str, Enum):
-    """Raw annotation layout."""
+    """Raw annotation layout (docs/data-format.md §2)."""
 
     auto = "auto"
     json = "json"
     rid2 = "rid2"
+    roofvec = "roofvec"
+    heat = "heat"
+    labelme = "labelme"
+
+
+#: Warnings printed one per line; beyond this many, the rest are counted (all of them are in dataset.json).
+MAX_PRINTED_WARNINGS = 200
 
 
 def parse_split_list(text: str | None) -> tuple[str, ...] | None:
@@ -67,12 +74,23 @@ def print_summary(summary: PreprocessSummary, out: Console | None = None) -> Non
     table.add_column("written", justify="right")
     table.add_column("skipped", justify="right")
     table.add_column("failed", justify="right")
+    if summary.warnings:
+        table.add_column("warnings", justify="right")
     order = {"train": 0, "valid": 1, "test": 2}
     for split in sorted(summary.counts, key=lambda s: order.get(s, 9)):
         c = summary.counts[split]
         failed = f"[bold red]{c.failed}[/]" if c.failed else "0"
-        table.add_row(split, str(c.written), str(c.skipped), failed)
+        warned = sum(1 for w in summary.warnings if w[0] == split)
+        extra = [f"[yellow]{warned}[/]" if warned else "0"] if summary.warnings else []
+        table.add_row(split, str(c.written), str(c.skipped), failed, *extra)
     out.print(table)
+    if summary.warnings:
+        out.print(f"[yellow]{len(summary.warnings)} warning(s)[/] (samples written anyway):")
+        ordered = sorted(summary.warnings, key=lambda f: order.get(f[0], 9))
+        for _, file, note in ordered[:MAX_PRINTED_WARNINGS]:
+            out.print(Text(f"  {file}: {note}"), soft_wrap=True)
+        if len(ordered) > MAX_PRINTED_WARNINGS:
+            out.print(f"  … and {len(ordered) - MAX_PRINTED_WARNINGS} more (every one is in OUT_DIR/dataset.json)")
     if summary.failures:
         out.print(f"[bold red]{len(summary.failures)} failed:[/]")
         for _, file, reason in sorted(summary.failures, key=lambda f: order.get(f[0], 9)):
@@ -84,7 +102,7 @@ def preprocess_command(
     raw_dir: Annotated[
         Path,
         typer.Argument(
-            help="Raw annotations: {train,valid,test}.json + images/, or RID2 <stem>.npz edge files + images/.",
+            help="Raw annotations: a folder in one of the --format layouts (for gis: the orthophoto or a folder of them).",
             show_default=False,
         ),
     ],
@@ -101,7 +119,13 @@ def preprocess_command(
     ] = AxisOrderChoice.xy,
     raw_format: Annotated[
         FormatChoice,
-        typer.Option("--format", help="auto: json if <split>.json files exist, else rid2.", rich_help_panel=_INPUT),
+        typer.Option(
+            "--format",
+            help="json: {train,valid,test}.json + images/; rid2: <stem>.npz + images/; roofvec: RoofVec "
+            "SimpleRoofTXT; heat: rgb/ + annot/*.npy (HEAT); labelme: LabelMe *.json."
+            " auto: the one layout RAW_DIR matches.",
+            rich_help_panel=_INPUT,
+        ),
     ] = FormatChoice.auto,
     images: Annotated[
         Path | None, typer.Option(help="Images folder. Default: RAW_DIR/images.", rich_help_panel=_INPUT)
@@ -111,11 +135,13 @@ def preprocess_command(
         typer.Option(help="Comma-separated splits to process. Default: every split present.", rich_help_panel=_INPUT),
     ] = None,
     split_fractions: Annotated[
-        str, typer.Option(help="RID2 only: train,valid,test fractions of the seeded split.", rich_help_panel=_INPUT)
+        str,
+        typer.Option(
+            help="rid2, labelme, gis, heat without lists: train,valid,test fractions of the seeded split.",
+            rich_help_panel=_INPUT,
+        ),
     ] = "0.8,0.1,0.1",
-    seed: Annotated[
-        int, typer.Option(help="RID2 only: seed of the train/valid/test split.", rich_help_panel=_INPUT)
-    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of that train/valid/test split.", rich_help_panel=_INPUT)] = 0,
     image_size: Annotated[
         int | None,
         typer.Option(
@@ -140,7 +166,9 @@ def preprocess_command(
 ) -> None:
     """Convert raw roof annotations into training images and [bold]*_label.npz[/] targets.
 
-    Every failing file is listed at the end with its reason; the exit code is 1 if any failed.
+    Every failing file is listed at the end with its reason; the exit code is 1 if any failed. Warnings
+    (samples written anyway, e.g. RoofVec segments that disagree with the adjacency matrix) are listed too.
+    OUT_DIR/dataset.json records the format and the ground sample distance (gis).
     """
     from roofmapnet.config import load_config
     from roofmapnet.data.preprocess import PreprocessOptions, default_workers, preprocess

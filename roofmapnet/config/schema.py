@@ -182,6 +182,12 @@ class DataConfig(StrictModel):
     image_extensions: tuple[str, ...] = Field(
         (".png", ".jpg", ".jpeg", ".tif", ".tiff"), description="Image file suffixes recognised in data folders."
     )
+    gsd_m: float | None = Field(
+        None,
+        gt=0.0,
+        description="Ground sample distance of the network input, metres per pixel (null: unknown). When null, "
+        "training copies it from the data root's dataset.json (written by `roofmap preprocess`, known for gis).",
+    )
 
 
 class RootConfig(StrictModel):

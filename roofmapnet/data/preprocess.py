@@ -402,6 +402,19 @@ def preprocess(
     return summary
 
 
+def dataset_gsd(data_root: str | Path) -> float | None:
+    """The ``gsd_m`` recorded in ``<data_root>/dataset.json`` (metres per network-input pixel), if any.
+
+    A missing or unreadable file, or a value that is not a positive number, gives ``None``.
+    """
+    try:
+        value = json.loads((Path(data_root) / DATASET_FILE).read_text(encoding="utf-8")).get("gsd_m")
+    except (OSError, ValueError, AttributeError):
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value > 0
+    return float(value) if ok else None
+
+
 def write_dataset_file(out_dir: Path, raw_format: str, summary: PreprocessSummary, processed: Sequence[str]) -> Path:
     """Write ``<out_dir>/dataset.json`` atomically: the format, the median ``gsd_m`` and per-sample metadata.
 

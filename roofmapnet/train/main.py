@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from roofmapnet.config import RootConfig, dump_config, load_config
+from roofmapnet.data.preprocess import dataset_gsd
 from roofmapnet.errors import CheckpointError, ConfigError, RoofMapError
 from roofmapnet.train.lightning import MONITOR, RoofMapNetDataModule, RoofMapNetLightningModule, check_data_root
 from roofmapnet.utils.io import atomic_path
@@ -286,6 +287,8 @@ def train(
         cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **all_overrides})
     data = Path(cfg.io.datadir)
     check_data_root(data)
+    if cfg.data.gsd_m is None and (gsd := dataset_gsd(data)) is not None:  # recorded by `roofmap preprocess`
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"gsd_m": gsd})})
     run_dir = Path(cfg.io.logdir)
     prec = _precision(precision)
     accelerator, n_devices, prec, notices = _accelerator(gpus, devices, prec)

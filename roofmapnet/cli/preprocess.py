@@ -15,9 +15,11 @@ from roofmapnet.cli._common import ConfigOption, console, default_config_path, i
 from roofmapnet.errors import ConfigError
 
 if TYPE_CHECKING:
+    from roofmapnet.data.formats.gis import GisOptions
     from roofmapnet.data.preprocess import PreprocessSummary
 
 _INPUT = "Input"
+_GIS = "GIS labels (--format gis)"
 _OUTPUT = "Output"
 
 
@@ -37,6 +39,7 @@ class FormatChoice(str, Enum):
     roofvec = "roofvec"
     heat = "heat"
     labelme = "labelme"
+    gis = "gis"
 
 
 #: Warnings printed one per line; beyond this many, the rest are counted (all of them are in dataset.json).
@@ -122,8 +125,8 @@ def preprocess_command(
         typer.Option(
             "--format",
             help="json: {train,valid,test}.json + images/; rid2: <stem>.npz + images/; roofvec: RoofVec "
-            "SimpleRoofTXT; heat: rgb/ + annot/*.npy (HEAT); labelme: LabelMe *.json."
-            " auto: the one layout RAW_DIR matches.",
+            "SimpleRoofTXT; heat: rgb/ + annot/*.npy (HEAT); labelme: LabelMe *.json; gis: "
+            "orthophoto(s) + --lines vector layer. auto: the one layout RAW_DIR matches (gis: a raster file).",
             rich_help_panel=_INPUT,
         ),
     ] = FormatChoice.auto,
@@ -142,6 +145,41 @@ def preprocess_command(
         ),
     ] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed of that train/valid/test split.", rich_help_panel=_INPUT)] = 0,
+    lines: Annotated[
+        Path | None,
+        typer.Option(
+            help="Roof lines digitised over the raster: LineString/MultiLineString layer (GeoPackage, GeoJSON, "
+            "Shapefile, ...), reprojected to the raster's CRS.",
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    lines_layer: Annotated[
+        str | None, typer.Option(help="Layer of --lines (default: the first).", rich_help_panel=_GIS)
+    ] = None,
+    footprints: Annotated[
+        Path | None,
+        typer.Option(
+            help="Building footprints (polygons): one crop centred on each. Default: a grid of crops.",
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    footprints_layer: Annotated[
+        str | None, typer.Option(help="Layer of --footprints (default: the first).", rich_help_panel=_GIS)
+    ] = None,
+    crop_size: Annotated[
+        int | None,
+        typer.Option(min=8, help="Crop side in raster pixels. Default: the written image side.", rich_help_panel=_GIS),
+    ] = None,
+    min_lines: Annotated[
+        int, typer.Option(min=1, help="Least line pieces a crop must hold to be written.", rich_help_panel=_GIS)
+    ] = 3,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="1-based raster bands: one (grey) or three (R,G,B). Default: RGB by colour interpretation.",
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
     image_size: Annotated[
         int | None,
         typer.Option(
@@ -193,11 +231,35 @@ def preprocess_command(
         workers=default_workers() if workers is None else workers,
         skip_existing=skip_existing,
         image_extensions=cfg.data.image_extensions,
+        gis=_gis_options(lines, lines_layer, footprints, footprints_layer, crop_size, min_lines, bands),
     )
     summary = preprocess(raw_dir, out_dir, options, show_progress=is_tty())
     print_summary(summary)
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _gis_options(
+    lines: Path | None,
+    lines_layer: str | None,
+    footprints: Path | None,
+    footprints_layer: str | None,
+    crop_size: int | None,
+    min_lines: int,
+    bands: str | None,
+) -> GisOptions | None:
+    from roofmapnet.data.formats.gis import GisOptions
+    from roofmapnet.inference.geo import parse_bands
+
+    if lines is None:
+        if footprints is not None:
+            raise ConfigError(["--footprints needs --lines (the roof lines of --format gis)"])
+        return None
+    try:
+        band_tuple = parse_bands(bands)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    return GisOptions(lines, lines_layer, footprints, footprints_layer, crop_size, min_lines, band_tuple)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from roofmapnet.data.formats.base import Annotation
+from roofmapnet.data.formats.gis import GisOptions
 from roofmapnet.data.raw import (
     DEFAULT_IMAGE_EXTENSIONS,
     SPLITS,
@@ -63,7 +64,8 @@ class PreprocessOptions:
         seed: seed of the RID2 split.
         workers: worker processes (0 or 1 = in this process).
         skip_existing: leave samples whose image and label both exist untouched.
-        image_extensions: suffixes of images looked up by stem (RID2).
+        image_extensions: suffixes of images looked up by stem (RID2, RoofVec, HEAT).
+        gis: the vector layers and crop settings of ``--format gis``.
     """
 
     image_size: int = 512
@@ -77,6 +79,7 @@ class PreprocessOptions:
     workers: int = 0
     skip_existing: bool = False
     image_extensions: tuple[str, ...] = DEFAULT_IMAGE_EXTENSIONS
+    gis: GisOptions | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -396,6 +399,7 @@ def preprocess(
         summary.counts.setdefault(sp.split, SplitCounts())
         for file, reason in sp.file_errors:
             summary.add_file_error(sp.split, file, reason)
+        summary.warnings.extend((sp.split, file, note) for file, note in sp.warnings)
     pairs = [(s, out_dir / sp.split) for sp in splits for s in sp.samples]
     summary = _with_progress(pairs, options, summary, show_progress)
     write_dataset_file(out_dir, raw_format, summary, processed=[sp.split for sp in splits])

@@ -73,11 +73,12 @@ class RawSample:
 
 @dataclass
 class RawSplit:
-    """The samples of one split, plus failures that concern a whole file (e.g. malformed JSON)."""
+    """The samples of one split, plus failures (e.g. malformed JSON) and warnings that concern a whole file."""
 
     split: str
     samples: list[RawSample] = field(default_factory=list)
     file_errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 def detect_format(raw_dir: Path) -> RawFormat:

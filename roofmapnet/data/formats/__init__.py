@@ -30,7 +30,7 @@ READERS: Final = {
     "roofvec": "roofmapnet.data.formats.roofvec:RoofVecReader",
     "heat": "roofmapnet.data.formats.heat:HeatReader",
     "labelme": "roofmapnet.data.formats.labelme:LabelMeReader",
-    # gis: added with its reader
+    "gis": "roofmapnet.data.formats.gis:GisReader",
 }
 FORMAT_NAMES: Final = tuple(READERS)
 

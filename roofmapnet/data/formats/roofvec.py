@@ -20,8 +20,8 @@ Each ``.txt`` holds three blocks, numbers printed by numpy (``%.2f``)::
 **Source of truth: the adjacency matrix** over the junctions.  Over the whole published set (7,501 train and
 139 val files) the matrix is binary, symmetric and has an empty diagonal in every file, and its edge set equals
 the *set* of the listed segments in every file; the only disagreement is in the segment list: 88 files list an
-edge twice (93 repeated segments in all), which the matrix, being a set, cannot do.  The matrix is also the
-graph the data set was made from (junction indices, no coordinate matching needed).  The ``#2#`` segments are
+edge twice (142 repeated segments in all; 58,180 lines remain), which the matrix, being a set, cannot do.
+The matrix is also the graph the data set was made from (junction indices, no coordinate matching needed).  The ``#2#`` segments are
 used as a cross-check: every kind of disagreement is reported as a warning for that file (repeated segments,
 segments absent from the matrix, matrix edges absent from the segments, segment endpoints that are no
 junction, zero-length segments), never as a failure.  A file without a ``#3#`` block falls back to its

@@ -423,18 +423,20 @@ def write_dataset_file(out_dir: Path, raw_format: str, summary: PreprocessSummar
     """Write ``<out_dir>/dataset.json`` atomically: the format, the median ``gsd_m`` and per-sample metadata.
 
     ``gsd_m`` is the median over the samples with a known ground sample distance of metres per network-input
-    pixel (``null`` when none is known).  Samples of splits not processed in this run are kept from an earlier
-    ``dataset.json`` of the same format.
+    pixel (``null`` when none is known).  Samples of splits not processed in this run, and the records of
+    samples skipped by ``--skip-existing``, are kept from an earlier ``dataset.json`` of the same format.
     """
     path = out_dir / DATASET_FILE
-    samples: dict[str, dict[str, Any]] = {}
+    earlier: dict[str, Any] = {}
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(old, dict) and old.get("format") == raw_format and isinstance(old.get("samples"), dict):
-            samples = {k: v for k, v in old["samples"].items() if k.split("/", 1)[0] not in processed}
+            earlier = old["samples"]
     except (OSError, ValueError):
         pass
-    samples.update(summary.samples)
+    samples = {k: v for k, v in earlier.items() if k.split("/", 1)[0] not in processed}
+    # A skipped sample whose reader knew nothing without loading keeps the record of the run that wrote it.
+    samples.update({k: v or earlier.get(k) or {} for k, v in summary.samples.items()})
     samples = dict(sorted(samples.items()))
     known = [float(v["gsd_m"]) for v in samples.values() if isinstance(v, dict) and v.get("gsd_m") is not None]
     record = {

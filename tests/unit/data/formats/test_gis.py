@@ -13,6 +13,8 @@ pyogrio = pytest.importorskip("pyogrio")
 shapely = pytest.importorskip("shapely")
 
 from affine import Affine  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from rasterio.warp import transform as warp  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
@@ -20,6 +22,7 @@ from roofmapnet.cli.app import app  # noqa: E402
 from roofmapnet.data.formats import detect_format  # noqa: E402
 from roofmapnet.data.formats.gis import GisOptions, GisReader, clip_segments, stripe_splits  # noqa: E402
 from roofmapnet.data.preprocess import PreprocessOptions, preprocess  # noqa: E402
+from tests.unit.data.formats._fuzz import result_or_one_line_error  # noqa: E402
 
 UTM = "EPSG:32632"
 X0, Y0, RES = 500_000.0, 5_200_000.0, 0.5  # top-left corner and pixel size of the raster (metres)
@@ -169,3 +172,22 @@ def test_clip_and_stripes_are_exact() -> None:
     assert keep.tolist() == [True, True, False]
     windows = np.array([[0, 0, 10], [0, 75, 10], [0, 80, 10], [0, 95, 5]])
     assert stripe_splits(windows, 20, 100, (0.8, 0.1, 0.1)).tolist() == [0, -1, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def fuzz_raster(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_raster(tmp_path_factory.mktemp("fz") / "ortho.tif")
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(
+    data=st.binary(max_size=300) | st.text(alphabet='{}[]":,0123456789.-typeLinStrgcord ', max_size=200).map(str.encode)
+)
+def test_fuzz_any_vector_bytes(tmp_path_factory: pytest.TempPathFactory, fuzz_raster: Path, data: bytes) -> None:
+    root = tmp_path_factory.mktemp("fz")
+    raster = fuzz_raster
+    (root / "lines.geojson").write_bytes(data)
+    opts = PreprocessOptions(image_size=64, heatmap_size=16, workers=0, gis=GisOptions(root / "lines.geojson"))
+    splits = result_or_one_line_error(lambda: GisReader().scan(raster, opts))
+    for split in splits or []:
+        assert all(len(reason.splitlines()) == 1 for _, reason in split.file_errors)

@@ -207,3 +207,15 @@ def test_fuzz_any_bytes(tmp_path_factory: pytest.TempPathFactory, data: bytes) -
 @given(cut=st.integers(0, len(_VALID)), insert=st.text(alphabet="#123[]. -e0x\n", max_size=8))
 def test_fuzz_mutated_valid_file(tmp_path_factory: pytest.TempPathFactory, cut: int, insert: str) -> None:
     _load_bytes(tmp_path_factory.mktemp("fz"), (_VALID[:cut] + insert + _VALID[cut + len(insert) :]).encode())
+
+
+def test_skip_existing_keeps_the_earlier_records(tmp_path: Path) -> None:
+    root = tmp_path / "rv"
+    write_sample(root / "train", "000001", roofvec_text(JUNC, segs([*EDGES, (0, 1)]), matrix(6, EDGES)))
+    out = tmp_path / "out"
+    preprocess(root, out, OPTS)
+    first = json.loads((out / "dataset.json").read_text())
+    summary = preprocess(root, out, PreprocessOptions(image_size=64, heatmap_size=16, workers=0, skip_existing=True))
+    assert summary.counts["train"].skipped == 1
+    assert json.loads((out / "dataset.json").read_text()) == first
+    assert first["samples"]["train/000001"]["disagreements"] == {"repeated_segments": 1}

@@ -1,12 +1,12 @@
 """``roofmap validate``: run a model over a preprocessed split and measure it.
 
-Losses (the six terms + total, as in training), sAP5/10/15, msAP, sF, mAP^J, AP^H/F^H and throughput; writes
+Losses (the six terms + total, as in training), sAP5/10/15, msAP, sF, mAP^J, AP^H/F^H, the facet region
+precision / recall at IoU 0.7 (HEAT's measure, :mod:`roofmapnet.evaluation.facets`) and throughput; writes
 ``metrics.json``, a precision-recall plot and optionally per-image predictions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -21,6 +21,7 @@ from roofmapnet import __version__
 from roofmapnet.config import RootConfig
 from roofmapnet.errors import DataError
 from roofmapnet.evaluation.evaluator import Evaluator
+from roofmapnet.utils.device import autocast, resolve_device
 from roofmapnet.utils.io import atomic_write_text
 
 #: Loss keys reported by validate (the six terms and the weighted total).
@@ -38,6 +39,10 @@ class ValidateOptions:
     num_workers: int = 0
     save_predictions: bool = False
     limit: int | None = None
+    #: Facet region precision / recall: ``None`` = when shapely (the ``geo`` extra) is installed.
+    facets: bool | None = None
+    #: Line score above which predicted lines form facets (default ``cfg.model.line_score_thres``).
+    facet_threshold: float | None = None
 
 
 @dataclass
@@ -52,14 +57,15 @@ class ValidateReport:
     seconds: float
 
 
-def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """Autocast for ``precision`` (``32``, ``bf16``, ``16``) on ``device`` (a no-op for fp32)."""
-    from roofmapnet.inference.predictor import resolve_precision
+def _want_facets(options: ValidateOptions) -> bool:
+    """Whether to measure facets: as asked, or when shapely is installed (asked without it: a one-line error)."""
+    from roofmapnet.inference.facets import require_shapely, shapely_available
 
-    dtype, _ = resolve_precision(precision, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    if options.facets is None:
+        return shapely_available()
+    if options.facets:
+        require_shapely()
+    return options.facets
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -89,7 +95,6 @@ def run_validation(
     """
     from roofmapnet.data.dataset import RoofDataset, collate
     from roofmapnet.evaluation.plots import plot_pr_curves
-    from roofmapnet.inference.predictor import resolve_device
     from roofmapnet.losses import RoofMapNetLoss
     from roofmapnet.losses.objective import batch_losses
 
@@ -111,7 +116,9 @@ def run_validation(
     device = resolve_device(options.device)
     model = model.to(device).eval()
     criterion = RoofMapNetLoss(cfg).to(device)
-    evaluator = Evaluator(cfg, junctions=True, heatmap=True)
+    evaluator = Evaluator(
+        cfg, junctions=True, heatmap=True, facets=_want_facets(options), facet_threshold=options.facet_threshold
+    )
     sums = dict.fromkeys(LOSS_KEYS, 0.0)
     n_images = 0
     total = len(dataset)
@@ -123,7 +130,7 @@ def run_validation(
         for batch in loader:
             batch = _to_device(batch, device)
             t0 = time.perf_counter()
-            with autocast_context(options.precision, device):
+            with autocast(device, options.precision):
                 losses, heads = batch_losses(model, criterion, batch)
                 wireframes = evaluator.update(model, heads, batch)
             if device.type == "cuda":

@@ -248,17 +248,23 @@ def _gis_options(
     min_lines: int,
     bands: str | None,
 ) -> GisOptions | None:
+    from roofmapnet.config.schema import check_bands
     from roofmapnet.data.formats.gis import GisOptions
-    from roofmapnet.inference.geo import parse_bands
 
     if lines is None:
         if footprints is not None:
             raise ConfigError(["--footprints needs --lines (the roof lines of --format gis)"])
         return None
-    try:
-        band_tuple = parse_bands(bands)
-    except ValueError as exc:
-        raise ConfigError([str(exc)]) from None
+    band_tuple: tuple[int, ...] | None = None
+    if bands is not None and bands.strip():
+        try:
+            band_tuple = tuple(int(part) for part in bands.split(",") if part.strip())
+        except ValueError:
+            raise ConfigError([f"--bands {bands}: expected 1-based band numbers separated by commas"]) from None
+        try:
+            check_bands(band_tuple)
+        except ValueError as exc:
+            raise ConfigError([f"--bands {bands}: {exc}"]) from None
     return GisOptions(lines, lines_layer, footprints, footprints_layer, crop_size, min_lines, band_tuple)
 
 

@@ -25,7 +25,7 @@ cannot land in different splits); a crop that reaches into another split's strip
 giving the count.  ``--split-fractions 1,0,0`` writes every crop to train.
 
 **Pixels and metadata.**  A crop is read as a window (never the whole raster) with the raster reading rule of
-:mod:`roofmapnet.inference.geo` (band choice, 2-98 % stretch of non-8-bit data, palette); nodata pixels (mask,
+:mod:`roofmapnet.inference.raster.source` (band choice, 2-98 % stretch of non-8-bit data, palette); nodata pixels (mask,
 alpha band, NaN) are written black.  Each sample records in ``dataset.json`` its raster, window, CRS, the
 crop's affine transform and ``gsd_m`` (metres per network-input pixel: the raster's ground sample distance ×
 crop side / ``model.image_size``).
@@ -72,7 +72,7 @@ class GisOptions:
         footprints_layer: its layer (``None``: the first).
         crop_size: crop side in raster pixels (``None``: ``model.image_size``).
         min_lines: least line pieces a crop must hold to be written.
-        bands: 1-based band selection (``None``: the default rule of :mod:`roofmapnet.inference.geo`).
+        bands: 1-based band selection (``None``: the default rule of :mod:`roofmapnet.inference.raster.source`).
     """
 
     lines: Path
@@ -283,7 +283,7 @@ class GisReader(FormatReader):
         foot_layer = read_layer(gis.footprints, gis.footprints_layer) if gis.footprints is not None else None
         side = gis.crop_size or options.image_size
         out = {s: RawSplit(s) for s in SPLITS}
-        from roofmapnet.inference.geo import georeference_from_rasterio
+        from roofmapnet.inference.raster.source import georeference_from_rasterio
 
         for raster in rasters:
             try:
@@ -379,7 +379,7 @@ class GisReader(FormatReader):
     @classmethod
     def load(cls, sample: RawSample) -> Annotation:
         """Read the crop's window; its lines were clipped when the crops were cut."""
-        from roofmapnet.inference.geo import Window
+        from roofmapnet.inference.raster.source import Window
 
         row, col, side = sample.params["window"]
         source = _open_raster(sample.params["raster"], sample.params["bands"])
@@ -395,6 +395,6 @@ class GisReader(FormatReader):
 @functools.lru_cache(maxsize=4)
 def _open_raster(path: str, bands: tuple[int, ...] | None) -> Any:
     """A windowed reader of ``path``, kept open for the crops that follow in this worker process."""
-    from roofmapnet.inference.geo import RasterioSource
+    from roofmapnet.inference.raster.source import RasterioSource
 
     return RasterioSource(path, bands)

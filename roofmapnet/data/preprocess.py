@@ -402,7 +402,8 @@ def preprocess(
         summary.warnings.extend((sp.split, file, note) for file, note in sp.warnings)
     pairs = [(s, out_dir / sp.split) for sp in splits for s in sp.samples]
     summary = _with_progress(pairs, options, summary, show_progress)
-    write_dataset_file(out_dir, raw_format, summary, processed=[sp.split for sp in splits])
+    if summary.samples:  # a run that wrote nothing leaves nothing behind
+        write_dataset_file(out_dir, raw_format, summary, processed=[sp.split for sp in splits])
     return summary
 
 

@@ -46,5 +46,8 @@ class JsonReader(FormatReader):
         present = [s for s in SPLITS if (root / f"{s}.json").is_file()]
         if not present:
             raise DataError(f"{root}: no train.json / valid.json / test.json")
+        missing = [s for s in options.splits or () if s not in present]
+        if missing:
+            raise DataError(f"{root / (missing[0] + '.json')}: not found (requested split {missing[0]!r})")
         splits = wanted_splits(options, present)
         return [read_json_split(root / f"{s}.json", s, images, options.axis_order) for s in splits]

@@ -202,7 +202,11 @@ def infer_command(
     ] = None,
     outputs: Annotated[
         str,
-        typer.Option(help="Which outputs to write, comma-separated: json, geojson, overlay.", rich_help_panel=_IO),
+        typer.Option(
+            help="Which outputs to write, comma-separated: json, geojson, overlay, facets (roof-face polygons; "
+            "pixel JSON for plain images, a facets layer for rasters; needs the geo extra).",
+            rich_help_panel=_IO,
+        ),
     ] = "json,geojson,overlay",
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.", rich_help_panel=_IO)
@@ -344,14 +348,14 @@ def infer_command(
             rich_help_panel=_GIS,
         ),
     ] = GeoJSONCRS.wgs84,
-    gpkg: Annotated[
-        bool,
+    vector_format: Annotated[
+        str,
         typer.Option(
-            "--gpkg/--no-gpkg",
-            help="Also write a GeoPackage (lines and junctions layers) for georeferenced rasters.",
+            help="Vector files of georeferenced rasters, comma-separated: gpkg (GeoPackage), fgb (FlatGeobuf), shp "
+            "(Shapefile), geojson, parquet (GeoParquet, where GDAL has it), or none. Layers lines, junctions, facets.",
             rich_help_panel=_GIS,
         ),
-    ] = True,
+    ] = "gpkg",
 ) -> None:
     """Run a trained RoofMapNet on images and write per-image JSON, GeoJSON and overlay PNG.
 
@@ -362,7 +366,7 @@ def infer_command(
 
     GeoTIFFs and other GDAL rasters of any size (with the optional geo extra of the package) are read window
     by window, run in overlapping tiles, merged across seams, and written in map coordinates: GeoJSON (WGS 84
-    by default) and a GeoPackage (docs/gis.md).
+    by default) and vector files through GDAL (GeoPackage by default; layers lines, junctions, facets; docs/gis.md).
 
     [bold]Example[/]: roofmap infer -k logs/checkpoints/best-sAP10.ckpt tiles/ "extra/*.tif" -o results/
     """
@@ -394,7 +398,7 @@ def infer_command(
         gsd=gsd,
         bands=band_list,
         crs=crs.value,
-        gpkg=gpkg,
+        vector_formats=() if vector_format.strip().lower() == "none" else parse_outputs(vector_format),
         tile_all=tile is not None or band_list is not None,
     )
     cfg_path = config if config is not None else default_config_path()

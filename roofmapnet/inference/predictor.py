@@ -46,7 +46,7 @@ from roofmapnet.inference.images import (
     read_image,
 )
 from roofmapnet.inference.postprocess import DEFAULT_POSTPROCESS_T, postprocess_lines
-from roofmapnet.inference.writers import OUTPUT_KINDS, RunInfo, postprocess_threshold_px, write_outputs
+from roofmapnet.inference.writers import DEFAULT_OUTPUTS, OUTPUT_KINDS, RunInfo, postprocess_threshold_px, write_outputs
 from roofmapnet.models.loading import load_model
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.models.roofmapnet import RoofMapNet
@@ -68,7 +68,7 @@ class InferOptions:
         max_lines: keep the model's best this-many lines per image, before post-processing; ``None``: no cap.
         postprocess: apply L-CNN's duplicate/overlap removal.
         postprocess_t: its factor t (τ = t·image diagonal).
-        outputs: which of ``json``, ``geojson``, ``overlay`` to write.
+        outputs: which of ``json``, ``geojson``, ``overlay``, ``facets`` to write.
         geojson_junctions: add junction Point features to the GeoJSON.
         batch_size: images per forward pass (default ``cfg.model.batch_size_eval``).
         workers: background decoding threads (0: decode in the main thread).
@@ -80,7 +80,7 @@ class InferOptions:
     max_lines: int | None = None
     postprocess: bool = True
     postprocess_t: float = DEFAULT_POSTPROCESS_T
-    outputs: tuple[str, ...] = OUTPUT_KINDS
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     geojson_junctions: bool = True
     batch_size: int | None = None
     workers: int = 2

@@ -106,7 +106,8 @@ class RasterOptions:
         bands: 1-based band selection (``None``: default rule of :mod:`roofmapnet.inference.geo`).
         crs: GeoJSON coordinates: ``wgs84`` (RFC 7946 longitude / latitude) or ``native`` (the raster's CRS,
             named in the ``crs`` member).
-        gpkg: also write a GeoPackage (lines + junctions layers) for georeferenced rasters.
+        vector_formats: vector files of georeferenced rasters (:data:`roofmapnet.inference.vectors.VECTOR_FORMATS`:
+            gpkg, fgb, shp, geojson, parquet), each with the lines, junctions and facets layers; empty: none.
         tile_all: tile every input, plain images too (set by ``--tile`` / ``--bands``); otherwise only
             GeoTIFFs and GDAL-only formats are tiled.
         stretch: percentiles of the linear stretch of non-8-bit bands.
@@ -117,7 +118,7 @@ class RasterOptions:
     gsd: float | None = None
     bands: tuple[int, ...] | None = None
     crs: str = "wgs84"
-    gpkg: bool = True
+    vector_formats: tuple[str, ...] = ("gpkg",)
     tile_all: bool = False
     stretch: tuple[float, float] = DEFAULT_STRETCH
 
@@ -133,6 +134,12 @@ class RasterOptions:
             raise RoofMapError(f"--gsd {self.gsd}: must be a positive number of metres per pixel", exit_code=2)
         if self.crs not in GEOJSON_CRS_CHOICES:
             raise RoofMapError(f"--crs {self.crs}: expected one of {', '.join(GEOJSON_CRS_CHOICES)}", exit_code=2)
+        from roofmapnet.inference.vectors import VECTOR_FORMATS
+
+        unknown = [f for f in self.vector_formats if f not in VECTOR_FORMATS]
+        if unknown:
+            msg = f"--vector-format {','.join(unknown)}: expected none or a comma-separated subset of {','.join(VECTOR_FORMATS)}"
+            raise RoofMapError(msg, exit_code=2)
         if self.bands is not None:
             try:
                 check_bands(self.bands)
@@ -929,7 +936,7 @@ def run_raster(
     """Tiled inference on one raster and its outputs; a failure becomes a :class:`SkippedInput`.
 
     Outputs (``OUT/<stem>...``): ``.json`` (raster pixels + georeference), ``.geojson`` (map coordinates when
-    georeferenced), ``.gpkg`` (georeferenced rasters, ``raster.gpkg``) and ``_overlay.png`` (a preview of at
+    georeferenced), vector files (georeferenced rasters, ``raster.vector_formats``) and ``_overlay.png`` (a preview of at
     most 4096 px), per ``options.outputs``.
     """
     from roofmapnet.inference.geowriters import write_raster_outputs

@@ -3,7 +3,7 @@
 Every file is written atomically (:mod:`roofmapnet.utils.io`).  For ``OUT/<stem>``:
 
 ``<stem>.json``
-    The per-image JSON of :mod:`roofmapnet.inference.writers` with lines and junctions in **raster pixels**
+    The per-image JSON of :mod:`roofmapnet.inference.outputs.writers` with lines and junctions in **raster pixels**
     (origin top-left, x right, y down), plus ``pieces`` (tile detections merged into each line),
     ``georeference`` (CRS name, EPSG code, WKT, the six affine coefficients), ``raster`` (reader, bands, data
     type, rescaling) and ``tiling`` (tile, overlap, tiles, merge tolerances).  ``postprocess.threshold_px`` is
@@ -28,7 +28,7 @@ Vector files (georeferenced raster, ``--vector-format``, default ``gpkg``)
     The roof facets in raster pixels (:func:`roofmapnet.inference.writers.facets_document`).
 
 ``<stem>_overlay.png``
-    :func:`roofmapnet.inference.writers.render_overlay` on a preview of the raster whose longer side is at most
+    :func:`roofmapnet.inference.outputs.writers.render_overlay` on a preview of the raster whose longer side is at most
     :data:`OVERLAY_MAX_SIDE` pixels (a decimated read: the raster is never loaded whole).
 """
 
@@ -41,24 +41,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+import torch
 
-from roofmapnet.inference.geo import Georeference, RasterSource
-from roofmapnet.inference.writers import (
+from roofmapnet.config.schema import InferConfig
+from roofmapnet.inference.outputs.writers import (
     OUTPUT_SUFFIXES,
     RunInfo,
     facets_document,
     geojson_record,
-    postprocess_threshold_px,
     prediction_record,
     write_json,
     write_overlay,
 )
+from roofmapnet.inference.postprocess import postprocess_threshold_px
+from roofmapnet.inference.raster.source import Georeference, RasterSource
+from roofmapnet.inference.types import MergedWireframe
+from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import atomic_open
 
 if TYPE_CHECKING:
     from roofmapnet.inference.facets import Facets
-    from roofmapnet.inference.predictor import InferOptions
-    from roofmapnet.inference.tiling import RasterOptions, RasterPrediction
+    from roofmapnet.inference.raster.run import RasterPrediction
     from roofmapnet.inference.vectors import VectorFrame, VectorLayer
 
 #: Longer side of the overlay preview of a tiled raster.
@@ -84,7 +87,7 @@ def _round(values: np.ndarray, decimals: int) -> list[Any]:
 
 
 def _dumps(value: Any) -> str:
-    """Compact, strict JSON (no NaN), as :func:`roofmapnet.inference.writers.write_json`."""
+    """Compact, strict JSON (no NaN), as :func:`roofmapnet.inference.outputs.writers.write_json`."""
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
@@ -169,47 +172,44 @@ def vector_frame(source: RasterSource) -> VectorFrame:
 
 
 # ------------------------------------------------------------------------------------------------ all outputs
+def merged_to_wireframe(merged: MergedWireframe, size: tuple[int, int] | None = None) -> Wireframe:
+    """``merged`` as a :class:`Wireframe` whose image frame is the raster (or ``size`` = (H, W), e.g. a preview)."""
+    xy = merged.lines.reshape(-1, 2, 2)
+    yx = torch.from_numpy(xy[:, :, ::-1].copy())  # copy: positive strides even when empty
+    junc = torch.from_numpy(merged.junctions.reshape(-1, 2)[:, ::-1].copy())
+    return Wireframe(
+        lines=yx.to(torch.float64),
+        scores=torch.from_numpy(merged.scores.astype(np.float64)),
+        junctions=junc.to(torch.float64),
+        junction_scores=torch.from_numpy(merged.junction_scores.astype(np.float64)),
+        heatmap_size=(merged.height, merged.width),
+        image_size=size or (merged.height, merged.width),
+    )
+
+
 def raster_json(
-    prediction: RasterPrediction, source: RasterSource, info: RunInfo, options: InferOptions
+    merged: MergedWireframe, source: RasterSource, info: RunInfo, options: InferConfig, tiling: dict[str, Any]
 ) -> dict[str, Any]:
-    """The per-raster JSON document (raster pixels, plus georeference, reader and tiling records)."""
-    doc, streamed = _raster_json_parts(prediction, source, info, options)
+    """The per-raster JSON document (raster pixels, plus georeference, reader and ``tiling`` records)."""
+    doc, streamed = _raster_json_parts(merged, source, info, options, tiling)
     for key, items in streamed.items():
         doc[key] = json.loads("[" + ",".join(t for t in items() if t) + "]")
     return doc
 
 
 def _raster_json_parts(
-    prediction: RasterPrediction, source: RasterSource, info: RunInfo, options: InferOptions
+    merged: MergedWireframe, source: RasterSource, info: RunInfo, options: InferConfig, tiling: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Callable[[], Iterator[str]]]]:
     """The JSON skeleton (big lists empty) and the generators of those lists' items."""
-    merged = prediction.merged
-    empty = type(merged)(
-        lines=np.zeros((0, 4)),
-        scores=np.zeros(0),
-        pieces=np.zeros(0, dtype=np.int64),
-        junctions=np.zeros((0, 2)),
-        junction_scores=np.zeros(0),
-        height=merged.height,
-        width=merged.width,
-    )
-    doc = prediction_record(empty.to_wireframe(), source.path, info)
-    tile = prediction.grid.tile
+    empty = MergedWireframe.empty(merged.height, merged.width)
+    doc = prediction_record(merged_to_wireframe(empty), source.path, info)
+    tile = int(tiling["tile"])
     if options.postprocess:
         doc["postprocess"]["threshold_px"] = round(postprocess_threshold_px(options.postprocess_t, tile, tile), 3)
     doc["pieces"] = []
     doc["georeference"] = source.georef.record() if source.georef.georeferenced else None
     doc["raster"] = source.description
-    params = prediction.params
-    doc["tiling"] = {
-        **prediction.stats.record(),
-        "merge": {
-            "distance_px": params.distance,
-            "gap_px": params.gap,
-            "border_px": params.border,
-            "angle_deg": params.angle_deg,
-        },
-    }
+    doc["tiling"] = tiling
     streamed: dict[str, Callable[[], Iterator[str]]] = {
         "lines": lambda: _array_items(merged.lines, _PIXEL_DECIMALS),
         "scores": lambda: _array_items(merged.scores, _SCORE_DECIMALS),
@@ -223,27 +223,43 @@ def _raster_json_parts(
 def write_raster_outputs(
     out_dir: str | Path,
     stem: str,
-    prediction: RasterPrediction,
+    merged: MergedWireframe,
     source: RasterSource,
     info: RunInfo,
-    options: InferOptions,
-    raster: RasterOptions,
+    options: InferConfig,
+    *,
+    tiling: dict[str, Any],
+    prediction: RasterPrediction | None = None,
 ) -> list[Path]:
-    """Write the outputs of one tiled raster (module docstring); returns the files written."""
+    """Write the outputs of one tiled raster (module docstring); returns the files written.
+
+    Args:
+        out_dir: output folder.
+        stem: base name of the files.
+        merged: the raster's merged wireframe (raster pixels).
+        source: the raster it came from (georeference, reader record, preview).
+        info: the run's record.
+        options: which outputs, GeoJSON junctions, post-processing, and ``raster.crs`` / ``raster.vector_formats``.
+        tiling: the JSON's ``tiling`` object (at least ``tile``).
+        prediction: the raster's prediction (grid and merge tolerances: each line's ``tile``, facet snapping);
+            needed for the vector files and facets.
+    """
     from roofmapnet.inference.vectors import VECTOR_FORMATS, write_vectors
 
     out = Path(out_dir)
-    merged = prediction.merged
+    raster = options.raster
     georef = source.georef
     written: list[Path] = []
     if "json" in options.outputs:
-        doc, streamed = _raster_json_parts(prediction, source, info, options)
+        doc, streamed = _raster_json_parts(merged, source, info, options, tiling)
         written.append(write_json_streamed(out / f"{stem}{OUTPUT_SUFFIXES['json']}", doc, streamed))
     vector_formats = [f for f in raster.vector_formats if f != "geojson"] if georef.georeferenced else []
     want_geojson = "geojson" in options.outputs or "geojson" in raster.vector_formats
     layers: list[VectorLayer] = []
     facets: Facets | None = None
-    if vector_formats or (want_geojson and georef.georeferenced) or "facets" in options.outputs:
+    if prediction is None:
+        vector_formats, want_geojson = [], want_geojson and not georef.georeferenced
+    elif vector_formats or (want_geojson and georef.georeferenced) or "facets" in options.outputs:
         facets = raster_facets(prediction)
         layers = raster_vector_layers(prediction, source, facets)
     if want_geojson:
@@ -267,7 +283,7 @@ def write_raster_outputs(
                 collection_properties=props,
             )
         else:
-            doc = geojson_record(merged.to_wireframe(), source.path, junctions=options.geojson_junctions)
+            doc = geojson_record(merged_to_wireframe(merged), source.path, junctions=options.geojson_junctions)
             written.append(write_json(path, doc))
     for fmt in vector_formats:
         written += write_vectors(out / f"{stem}{VECTOR_FORMATS[fmt].suffix}", layers, vector_frame(source), fmt=fmt)
@@ -275,7 +291,7 @@ def write_raster_outputs(
         written.append(write_facets_json(out / f"{stem}{OUTPUT_SUFFIXES['facets']}", facets, source))
     if "overlay" in options.outputs:
         preview = source.preview(OVERLAY_MAX_SIDE)
-        wf = merged.to_wireframe(size=(int(preview.shape[0]), int(preview.shape[1])))
+        wf = merged_to_wireframe(merged, size=(int(preview.shape[0]), int(preview.shape[1])))
         written.append(write_overlay(out / f"{stem}{OUTPUT_SUFFIXES['overlay']}", preview, wf, info.threshold))
     return written
 

@@ -262,7 +262,7 @@ def polygonize_wireframe(lines: np.ndarray, *, snap: float = 0.0, min_area: floa
     building = relabel[part_building[ring_part]]
     scale = float(np.abs(seg_v).max()) or 1.0
     simple = shapely.simplify(ring, max(snap * 0.25, scale * 1e-9), preserve_topology=False)
-    edges = np.maximum(shapely.get_num_coordinates(simple) - 1, 0).astype(np.int64)
+    edges = np.maximum(shapely.get_num_coordinates(simple) - 1, 3).astype(np.int64)  # a sliver keeps 3 corners
     lo = shapely.bounds(polys)
     order = np.lexsort((lo[:, 0], lo[:, 1], building))
     return Facets(

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from roofmapnet import __version__
-from roofmapnet.config.schema import OUTPUT_KINDS, ModelConfig
+from roofmapnet.config.schema import DEFAULT_OUTPUTS, OUTPUT_KINDS, ModelConfig
 from roofmapnet.inference.postprocess import postprocess_threshold_px
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import atomic_path, atomic_write_text
@@ -342,7 +342,7 @@ def write_outputs(
     image_path: str | Path,
     info: RunInfo,
     *,
-    kinds: Collection[str] = OUTPUT_KINDS,
+    kinds: Collection[str] = DEFAULT_OUTPUTS,
     image: np.ndarray | None = None,
 ) -> list[Path]:
     """Write the requested outputs of one image; returns the files written.

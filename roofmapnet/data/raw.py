@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from roofmapnet.errors import DataError
 
 AxisOrder = Literal["xy", "yx"]
-RawFormat = Literal["json", "rid2"]
+RawFormat = Literal["json", "rid2", "roofvec", "heat", "labelme", "gis"]
 #: The splits in their canonical order.
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 #: Image suffixes looked up by stem when the config does not say otherwise (RID2 input).
@@ -52,6 +52,10 @@ class RawSample:
         axis_order: ``xy`` or ``yx``, the order of each point's coordinates in the input.
         declared_hw: ``(height, width)`` given in the JSON entry, if any.
         error: why this sample already failed while reading (bad entry, path escape, …), else ``None``.
+        reader: the :mod:`roofmapnet.data.formats` reader whose ``load`` parses this sample in the worker
+            (``None``: the JSON ``lines`` or the RID2 ``edges_path`` above).
+        annotation_path: the annotation file that reader parses (RoofVec ``.txt``, HEAT ``.npy``, LabelMe ``.json``).
+        params: reader-specific settings of this sample (e.g. a GIS crop window), picklable.
     """
 
     split: str
@@ -63,15 +67,19 @@ class RawSample:
     axis_order: AxisOrder = "xy"
     declared_hw: tuple[int, int] | None = None
     error: str | None = None
+    reader: str | None = None
+    annotation_path: Path | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class RawSplit:
-    """The samples of one split, plus failures that concern a whole file (e.g. malformed JSON)."""
+    """The samples of one split, plus failures (e.g. malformed JSON) and warnings that concern a whole file."""
 
     split: str
     samples: list[RawSample] = field(default_factory=list)
     file_errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 def detect_format(raw_dir: Path) -> RawFormat:
@@ -388,12 +396,27 @@ def load_image(path: Path) -> NDArray[np.uint8]:
     Raises:
         DataError: ``image not found`` or ``cannot read image (…)``.
     """
-    from PIL import Image
-
     if not path.is_file():
         raise DataError(f"image not found: {path}")
+    return _decode_image(path, path.name)
+
+
+def decode_image_bytes(data: bytes, name: str) -> NDArray[np.uint8]:
+    """Decode an encoded image held in memory (e.g. LabelMe's embedded ``imageData``) like :func:`load_image`.
+
+    Raises:
+        DataError: ``cannot read image NAME (…)``.
+    """
+    import io
+
+    return _decode_image(io.BytesIO(data), name)
+
+
+def _decode_image(source: Any, name: str) -> NDArray[np.uint8]:
+    from PIL import Image
+
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 a = np.asarray(img, dtype=np.float64)
@@ -403,7 +426,7 @@ def load_image(path: Path) -> NDArray[np.uint8]:
                 return np.repeat(grey[:, :, None], 3, axis=2)
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     except Exception as exc:  # PIL.UnidentifiedImageError, OSError (truncated), DecompressionBombError, ...
-        raise DataError(f"cannot read image {path.name} ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"cannot read image {name} ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise DataError(f"cannot read image {path.name} (empty)")
+        raise DataError(f"cannot read image {name} (empty)")
     return rgb

@@ -26,6 +26,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from roofmapnet.config import RootConfig, dump_config, load_config
+from roofmapnet.data.preprocess import dataset_gsd
 from roofmapnet.errors import CheckpointError, ConfigError, RoofMapError
 from roofmapnet.train.lightning import MONITOR, RoofMapNetDataModule, RoofMapNetLightningModule, check_data_root
 from roofmapnet.train.rundir import RUN_DIR_ENV, claim_run_dir
@@ -307,6 +308,8 @@ def train(
         cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **all_overrides})
     data = Path(cfg.io.datadir)
     check_data_root(data)
+    if cfg.data.gsd_m is None and (gsd := dataset_gsd(data)) is not None:  # recorded by `roofmap preprocess`
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"gsd_m": gsd})})
     prec = _precision(precision)
     accelerator, n_devices, prec, notices = _accelerator(gpus, devices, prec)
     for text in notices:

@@ -42,5 +42,6 @@ def _apply(values: list[str]) -> RootConfig | ConfigError:
 @example(values=["model.image_size=1e999"])
 @example(values=["io.logdir.x=1"])  # a path made into a section
 @example(values=["a.b\nc=1"])
+@example(values=["\n=1"])  # the message showed the newline (found by this test)
 def test_set_options(values: list[str]) -> None:
     _apply(values)

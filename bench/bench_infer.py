@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lines = 0
             t0 = time.perf_counter()
             for start in range(0, len(paths), bs):
-                with torch.inference_mode(), predictor._autocast():
+                with torch.inference_mode(), predictor.autocast():
                     wfs = predictor.model.predict(
                         tensors[start : start + bs].to(predictor.device),
                         sizes[start : start + bs],

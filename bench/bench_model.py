@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import torch
 
 from roofmapnet.config import ModelConfig
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.device import Precision, autocast
 from roofmapnet.utils.memory import peak_rss_mib
 
 CASES = ("forward", "predict")
@@ -34,10 +34,8 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def _autocast(precision: str, device: torch.device) -> Any:
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    """Autocast to ``precision``'s dtype as asked (fp16 too on a CPU: no fallback, unlike ``roofmap infer``)."""
+    return autocast(device, Precision(precision).dtype)
 
 
 def _sync(device: torch.device) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from roofmapnet.utils.device import Precision, autocast
 from roofmapnet.utils.memory import peak_rss_mib
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,13 +57,13 @@ def run(
     loss = RoofMapNetLoss(cfg)
     out: dict[str, Any] = {"preset": preset, "batch": batch, "threads": torch.get_num_threads()}
     for precision in precisions:
-        dtype = torch.bfloat16 if precision == "bf16" else None
+        dtype = Precision(precision).dtype
         times: dict[str, list[float]] = {"backbone": [], "full": []}
         for i in range(steps + 1):
             for kind in ("backbone", "full"):
                 model.zero_grad(set_to_none=True)
                 t0 = time.perf_counter()
-                with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                with autocast(torch.device("cpu"), dtype):
                     if kind == "backbone":
                         heads = model(data["image"])
                         total = heads.dghr.float().mean() + heads.qcc.float().mean() + heads.lmap.float().mean()

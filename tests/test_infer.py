@@ -26,7 +26,7 @@ from roofmapnet.config import RootConfig
 from roofmapnet.errors import DataError, RoofMapError
 from roofmapnet.inference.distributed import ShardSampler
 from roofmapnet.inference.images import discover_inputs, output_stems, prepare_image, read_image
-from roofmapnet.inference.predictor import InferOptions, Predictor, resolve_device, resolve_precision
+from roofmapnet.inference.predictor import InferOptions, Predictor
 from roofmapnet.inference.writers import (
     COORDINATE_SYSTEM,
     RunInfo,
@@ -37,6 +37,7 @@ from roofmapnet.inference.writers import (
     write_outputs,
 )
 from roofmapnet.models.outputs import Wireframe
+from roofmapnet.utils.device import resolve_device, resolve_precision
 from roofmapnet.utils.io import TMP_PREFIX
 from tests.tiny import TINY_MODEL as SHARED_TINY_MODEL
 
@@ -439,7 +440,7 @@ def test_precision_and_device_resolution() -> None:
     assert dtype is None
     assert note is not None
     assert "CUDA" in note
-    from roofmapnet.inference.predictor import cpu_supports_bf16
+    from roofmapnet.utils.device import cpu_supports_bf16
 
     assert resolve_precision("auto", cpu) == ((torch.bfloat16 if cpu_supports_bf16() else None), None)
     with pytest.raises(RoofMapError, match="--precision 8") as err:

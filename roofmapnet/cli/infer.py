@@ -38,7 +38,7 @@ _PLAIN_PROGRESS_EVERY = 10.0
 
 
 class Precision(str, Enum):
-    """``--precision`` choices (see :func:`roofmapnet.inference.predictor.resolve_precision`)."""
+    """``--precision`` choices as the CLI spells them (meaning: :func:`roofmapnet.utils.device.resolve_precision`)."""
 
     fp32 = "32"
     bf16 = "bf16"

@@ -6,7 +6,6 @@ Losses (the six terms + total, as in training), sAP5/10/15, msAP, sF, mAP^J, AP^
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from roofmapnet import __version__
 from roofmapnet.config import RootConfig
 from roofmapnet.errors import DataError
 from roofmapnet.evaluation.evaluator import Evaluator
+from roofmapnet.utils.device import autocast, resolve_device
 from roofmapnet.utils.io import atomic_write_text
 
 #: Loss keys reported by validate (the six terms and the weighted total).
@@ -52,16 +52,6 @@ class ValidateReport:
     seconds: float
 
 
-def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """Autocast for ``precision`` (``32``, ``bf16``, ``16``) on ``device`` (a no-op for fp32)."""
-    from roofmapnet.inference.predictor import resolve_precision
-
-    dtype, _ = resolve_precision(precision, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -89,7 +79,6 @@ def run_validation(
     """
     from roofmapnet.data.dataset import RoofDataset, collate
     from roofmapnet.evaluation.plots import plot_pr_curves
-    from roofmapnet.inference.predictor import resolve_device
     from roofmapnet.losses import RoofMapNetLoss
     from roofmapnet.losses.objective import batch_losses
 
@@ -123,7 +112,7 @@ def run_validation(
         for batch in loader:
             batch = _to_device(batch, device)
             t0 = time.perf_counter()
-            with autocast_context(options.precision, device):
+            with autocast(device, options.precision):
                 losses, heads = batch_losses(model, criterion, batch)
                 wireframes = evaluator.update(model, heads, batch)
             if device.type == "cuda":

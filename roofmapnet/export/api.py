@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from roofmapnet.config import RootConfig
 from roofmapnet.errors import RoofMapError
+from roofmapnet.utils.device import resolve_device
 
 if TYPE_CHECKING:
     from roofmapnet.export.parity import ParityReport
@@ -59,20 +60,18 @@ def export_checkpoint(
         parity: run the exported model on synthetic images against PyTorch eager.
         on_written: called with the written files and the export time before parity runs (for progress output).
     """
-    from roofmapnet.export.onnx import export_onnx, precision_dtype
+    from roofmapnet.export.onnx import export_onnx, export_precision
     from roofmapnet.export.parity import check_parity, exported_predictor, parity_images
     from roofmapnet.export.pipeline import export_config, with_config
     from roofmapnet.export.runtime import OnnxModel, TorchScriptModel
     from roofmapnet.export.state_dict import export_state_dict
     from roofmapnet.export.torchscript import export_torchscript
-    from roofmapnet.inference.predictor import resolve_device
     from roofmapnet.models.loading import load_model
 
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
         raise RoofMapError(f"--format {fmt}: expected one of {', '.join(FORMATS)}", exit_code=2)
-    precision = precision.strip().lower()
-    precision_dtype(precision)
+    precision = export_precision(precision)
     out = Path(out)
     dev = resolve_device(device)
     model, loaded = load_model(checkpoint, dev, cfg)

@@ -30,11 +30,11 @@ from roofmapnet.export.pipeline import (
     INPUT_NAMES,
     ONNX_FORMAT,
     OUTPUT_NAMES,
-    PRECISION_DTYPES,
     ExportPipeline,
     export_metadata,
 )
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.device import EXPORT_PRECISIONS, Precision, parse_precision
 from roofmapnet.utils.io import atomic_path
 
 #: Default and accepted ONNX opsets (13: ReduceSum with axes as input; 21: the newest checked).
@@ -50,17 +50,13 @@ MAX_CPU_HALF_SIZE: Final = 128
 TRACE_THRESHOLDS: Final = (-1.0, 1.0)
 
 
-def precision_dtype(precision: str) -> torch.dtype:
-    """``fp32`` / ``fp16`` → the compute dtype.
+def export_precision(precision: str | Precision) -> str:
+    """An export precision in any accepted spelling (``fp32`` / ``32``, ``fp16`` / ``16``) → ``fp32`` or ``fp16``.
 
     Raises:
-        RoofMapError: (exit code 2) an unknown precision.
+        ConfigError: (exit code 2) an unknown precision, or one an export cannot hold (bf16, auto).
     """
-    try:
-        return PRECISION_DTYPES[precision]
-    except KeyError:
-        msg = f"--precision {precision}: expected one of {', '.join(PRECISION_DTYPES)}"
-        raise RoofMapError(msg, exit_code=2) from None
+    return parse_precision(precision, EXPORT_PRECISIONS).value
 
 
 def example_pixels(image_size: int, batch: int = TRACE_BATCH, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -109,12 +105,12 @@ def trace_inputs(
     model: RoofMapNet, cfg: RootConfig, precision: str, caller: str
 ) -> tuple[ExportPipeline, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Checks shared by the exporters, then the eval-mode pipeline and its example inputs (pixels, thresholds)."""
-    dtype = precision_dtype(precision)
+    precision = export_precision(precision)
     if cfg.model != model.cfg:
         msg = f"{caller}: cfg.model differs from the model's own config"
         raise ValueError(msg)
     check_trace_device(precision, next(model.parameters()).device, cfg.model.image_size)
-    pipe = ExportPipeline(model, dtype=dtype).eval()
+    pipe = ExportPipeline(model, dtype=Precision(precision).dtype).eval()
     sthr, jthr = trace_thresholds(pipe.mean.device)
     return pipe, example_pixels(cfg.model.image_size, device=pipe.mean.device), sthr, jthr
 
@@ -151,6 +147,7 @@ def export_onnx(
     from onnx import numpy_helper
 
     out = Path(out)
+    precision = export_precision(precision)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise RoofMapError(f"--opset {opset}: must be between {MIN_OPSET} and {MAX_OPSET}", exit_code=2)
     was_training = model.training

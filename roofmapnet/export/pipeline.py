@@ -66,6 +66,7 @@ from roofmapnet.models.proposals import eval_k, nms3x3
 from roofmapnet.models.roofmapnet import RoofMapNet
 from roofmapnet.models.sampler import FEAT_DIM
 from roofmapnet.models.verifier import occlusion_mask
+from roofmapnet.utils.device import EXPORT_PRECISIONS
 
 #: Version of the input/output contract above (stored in the exported files' metadata).
 CONTRACT_VERSION: Final = 1
@@ -83,8 +84,6 @@ DYNAMIC_AXES: Final = {
     "junction_scores": {0: "batch", 1: "max_junctions"},
     "junction_counts": {0: "batch"},
 }
-#: ``--precision`` values and the compute dtype of the exported graph.
-PRECISION_DTYPES: Final = {"fp32": torch.float32, "fp16": torch.float16}
 #: ``roofmapnet.format`` metadata values.
 ONNX_FORMAT: Final = "roofmapnet-onnx"
 TORCHSCRIPT_FORMAT: Final = "roofmapnet-torchscript"
@@ -205,7 +204,7 @@ def read_metadata(meta: Mapping[str, str], source: str, expected_format: str) ->
         cfg = config_from_dict(data, source=f"{source}: roofmapnet.config")
     except ConfigError as exc:
         raise CheckpointError(exc.problems[0] if exc.problems else f"{source}: invalid roofmapnet.config") from None
-    if meta["precision"] not in PRECISION_DTYPES:
+    if meta["precision"] not in {p.value for p in EXPORT_PRECISIONS}:
         raise CheckpointError(f"{source}: metadata field 'precision' is {meta['precision']!r}, expected fp32 or fp16")
     return ExportInfo(
         format=meta["roofmapnet.format"],

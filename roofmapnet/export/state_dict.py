@@ -17,9 +17,10 @@ import torch
 
 from roofmapnet import __version__
 from roofmapnet.config.schema import RootConfig
-from roofmapnet.export.onnx import precision_dtype
+from roofmapnet.export.onnx import export_precision
 from roofmapnet.models.loading import SIDECAR_FORMAT, sidecar_paths
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.device import Precision
 from roofmapnet.utils.io import atomic_path, atomic_write_text
 
 
@@ -46,7 +47,8 @@ def export_state_dict(
         RoofMapError: (exit code 2) an unknown precision.
     """
     out = Path(out)
-    dtype = precision_dtype(precision)
+    precision = export_precision(precision)
+    dtype = Precision(precision).dtype
     state = {
         key: (t.detach().to("cpu", dtype) if t.is_floating_point() else t.detach().to("cpu")).contiguous().clone()
         for key, t in model.state_dict().items()

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from roofmapnet.config.schema import RootConfig
 from roofmapnet.errors import RoofMapError
-from roofmapnet.export.onnx import quiet_tracing, trace_inputs
+from roofmapnet.export.onnx import export_precision, quiet_tracing, trace_inputs
 from roofmapnet.export.pipeline import TORCHSCRIPT_FORMAT, TORCHSCRIPT_METADATA_FILE, export_metadata, ieee_fp32
 from roofmapnet.models.roofmapnet import RoofMapNet
 from roofmapnet.utils.io import atomic_path
@@ -76,6 +76,7 @@ def export_torchscript(model: RoofMapNet, cfg: RootConfig, out: str | Path, *, p
             or a failed trace (one line).
     """
     out = Path(out)
+    precision = export_precision(precision)
     was_training = model.training
     try:
         pipe, example, sthr, jthr = trace_inputs(model, cfg, precision, "export_torchscript")

@@ -50,81 +50,12 @@ from roofmapnet.inference.writers import OUTPUT_KINDS, RunInfo, postprocess_thre
 from roofmapnet.models.loading import load_model
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.device import autocast, resolve_device, resolve_precision
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from roofmapnet.inference.tiling import RasterOptions, TilingStats
-
-#: ``--precision`` choices.
-PRECISIONS: tuple[str, ...] = ("32", "bf16", "16", "auto")
-_PRECISION_ALIASES = {
-    "32": "32",
-    "fp32": "32",
-    "32-true": "32",
-    "bf16": "bf16",
-    "bf16-mixed": "bf16",
-    "16": "16",
-    "fp16": "16",
-    "16-mixed": "16",
-    "auto": "auto",
-}
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` → a usable :class:`torch.device`.
-
-    Raises:
-        RoofMapError: (exit code 2) for an unknown name or a CUDA device that is not available.
-    """
-    text = str(spec).strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise RoofMapError(f"--device {spec}: expected auto, cpu, cuda or cuda:N", exit_code=2) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RoofMapError(f"--device {spec}: CUDA is not available on this machine", exit_code=2)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            msg = f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
-            raise RoofMapError(msg, exit_code=2)
-    elif dev.type != "cpu":
-        raise RoofMapError(f"--device {spec}: expected auto, cpu, cuda or cuda:N", exit_code=2)
-    return dev
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether the CPU has native bf16 arithmetic (AVX-512 or AMX, per ``torch.backends.cpu``)."""
-    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
-    return "AVX512" in capability or "AMX" in capability
-
-
-def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:
-    """Map ``--precision`` to an autocast dtype (``None`` = fp32) for ``device``, plus an optional notice.
-
-    ``32``: fp32.  ``bf16``: bf16 autocast (CPU or CUDA).  ``16``: fp16 autocast, CUDA only; elsewhere fp32
-    with a notice.  ``auto``: bf16 on a CPU with AVX-512/AMX, else fp32; on CUDA bf16 when supported, else fp16.
-
-    Raises:
-        RoofMapError: (exit code 2) for an unknown value.
-    """
-    key = _PRECISION_ALIASES.get(str(precision).strip().lower())
-    if key is None:
-        msg = f"--precision {precision}: expected one of {', '.join(PRECISIONS)}"
-        raise RoofMapError(msg, exit_code=2)
-    if key == "32":
-        return None, None
-    if key == "bf16":
-        return torch.bfloat16, None
-    if key == "16":
-        if device.type == "cuda":
-            return torch.float16, None
-        return None, f"--precision 16 (fp16 autocast) needs CUDA; running in fp32 on {device.type}"
-    if device.type == "cuda":
-        return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16), None
-    return (torch.bfloat16 if cpu_supports_bf16() else None), None
 
 
 @dataclass(frozen=True)
@@ -304,7 +235,8 @@ class Predictor:
         model: a :class:`~roofmapnet.models.roofmapnet.RoofMapNet` (or a module with the same ``predict``).
         cfg: the configuration the model was built with (``cfg.model``).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a :class:`torch.device`.
-        precision: ``32``, ``bf16``, ``16`` or ``auto`` (:func:`resolve_precision`).
+        precision: ``fp32`` / ``32``, ``bf16``, ``fp16`` / ``16`` or ``auto``
+            (:func:`roofmapnet.utils.device.resolve_precision`).
         checkpoint: the checkpoint path, recorded in the JSON outputs.
 
     Example::
@@ -347,8 +279,8 @@ class Predictor:
 
         Args:
             path: the weights file.
-            device: see :func:`resolve_device`.
-            precision: see :func:`resolve_precision`.
+            device: see :func:`roofmapnet.utils.device.resolve_device`.
+            precision: see :func:`roofmapnet.utils.device.resolve_precision`.
             cfg: configuration for weights that do not carry their own (the official ``.pth``).
 
         Raises:
@@ -366,10 +298,9 @@ class Predictor:
         return cls(model, root, dev, precision, checkpoint=path)
 
     # ------------------------------------------------------------------------------------------ model
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The run's autocast context on its device (a no-op for fp32)."""
+        return autocast(self.device, self.autocast_dtype)
 
     def _thresholds(self, options: InferOptions) -> tuple[float, float]:
         m = self.cfg.model
@@ -409,7 +340,7 @@ class Predictor:
         options = options or InferOptions()
         thr, jthr = self._thresholds(options)
         t0 = time.perf_counter()
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             raw = self.model.predict(
                 images.to(self.device, non_blocking=True),
                 list(image_sizes),

@@ -28,6 +28,7 @@ from roofmapnet.config import RootConfig, dump_config, load_config
 from roofmapnet.errors import CheckpointError, ConfigError, RoofMapError
 from roofmapnet.models.loading import InitReport, init_weights
 from roofmapnet.train.lightning import MONITOR, RoofMapNetDataModule, RoofMapNetLightningModule, check_data_root
+from roofmapnet.utils.device import TRAIN_PRECISIONS, parse_precision
 from roofmapnet.utils.io import atomic_path, atomic_write_text
 
 __all__ = [
@@ -46,17 +47,6 @@ BEST_SAP_FILENAME = "best-sAP10"
 BEST_SAP_MONITOR = "val/sAP10"
 #: What ``--init-from`` loaded and skipped, in the run directory.
 INIT_REPORT_NAME = "init_from.json"
-#: ``--precision`` spellings accepted, mapped to Lightning's names.
-PRECISIONS = {
-    "32": "32-true",
-    "32-true": "32-true",
-    "16": "16-mixed",
-    "16-mixed": "16-mixed",
-    "bf16": "bf16-mixed",
-    "bf16-mixed": "bf16-mixed",
-    "64": "64-true",
-    "64-true": "64-true",
-}
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "ddp_spawn", "fsdp", "deepspeed")
 
 
@@ -124,11 +114,8 @@ def quiet_lightning() -> None:
 
 
 def _precision(value: str | int) -> str:
-    key = str(value).strip().lower()
-    if key not in PRECISIONS:
-        msg = f"--precision: '{value}' is not one of {', '.join(sorted(set(PRECISIONS)))}"
-        raise ConfigError([msg])
-    return PRECISIONS[key]
+    """A ``--precision`` spelling (:func:`~roofmapnet.utils.device.parse_precision`) → Lightning's name."""
+    return parse_precision(value, TRAIN_PRECISIONS).lightning
 
 
 def _accelerator(gpus: int | None, devices: int | str | None, precision: str) -> tuple[str, Any, str, list[str]]:

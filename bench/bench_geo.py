@@ -10,6 +10,7 @@ any other load.  The issue's goal: merge ≤ 5 % of the total::
     python bench/bench_geo.py                                  # 4096², tiny model, default tile (= its 64 px input)
     python bench/bench_geo.py --model default --size 1024      # the 512² default model, 3×3 tiles
     python bench/bench_geo.py --checkpoint logs/checkpoints/last.ckpt --size 8192 --json geo.json
+    python bench/bench_geo.py --raster tests/data/real-rasters/deepforest_test_tiled.tif   # a real orthophoto
 
 Weights are random unless ``--checkpoint`` is given; as in ``bench/bench_infer.py``, ``--junctions K`` forces K
 proposals per tile and ``--max-lines`` caps the lines kept per tile, so that the merge sees a realistic load
@@ -91,7 +92,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-geo-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
-        raster = make_raster(folder / "ortho.tif", args.size, args.scenes, args.seed)
+        if args.raster is not None:
+            raster = args.raster
+        else:
+            raster = make_raster(folder / "ortho.tif", args.size, args.scenes, args.seed)
         build_seconds = time.perf_counter() - t0
         options = InferOptions(
             max_lines=args.max_lines or None,
@@ -116,8 +120,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             original_merge(grid, det, params)
             merge_alone.append(time.perf_counter() - t0)
         raster_bytes = raster.stat().st_size
+    if args.raster is not None:
+        described = f"{raster.name}: {stats.width}x{stats.height} real orthophoto ({raster_bytes / 2**20:.2f} MiB)"
+    else:
+        described = f"{args.size}x{args.size} uint8 RGB GeoTIFF ({raster_bytes / 2**20:.1f} MiB deflate)"
     return {
-        "raster": f"{args.size}x{args.size} uint8 RGB GeoTIFF ({raster_bytes / 2**20:.1f} MiB deflate)",
+        "raster": described,
         "model": "checkpoint" if args.checkpoint else f"{args.model} (random weights, {args.junctions} proposals)",
         "device": str(predictor.device),
         "torch_threads": torch.get_num_threads(),
@@ -151,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--size", type=int, default=4096, help="raster side in pixels")
+    p.add_argument("--raster", type=Path, default=None, help="run on this raster instead of a synthetic one")
     p.add_argument("--scenes", type=int, default=16, help="distinct 512² synthetic scenes in the mosaic")
     p.add_argument("--model", choices=("tiny", "default"), default="tiny", help="random-weight architecture")
     p.add_argument("--checkpoint", help="use these weights instead of a random model")

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from roofmapnet.cli.app import app
 from roofmapnet.config import RootConfig, load_config
+from roofmapnet.evaluation.facets import FacetRegionAccumulator
 from roofmapnet.evaluation.metrics import JunctionAPAccumulator, LineAPAccumulator
 from roofmapnet.models.roofmapnet import RoofMapNet
 
@@ -60,6 +61,10 @@ def test_validate_writes_table_metrics_and_plot(
     for key in ("loss_total", "sAP5", "sAP10", "sAP15", "msAP", "sF10", "mAPJ", "APH", "FH"):
         assert np.isfinite(metrics[key])
     assert metrics["loss_total"] > 0
+    assert 0 <= metrics["facet_precision"] <= 100
+    assert 0 <= metrics["facet_recall"] <= 100
+    assert metrics["facets_gt"] > 0  # the synthetic roofs' GT wireframes polygonise into facets
+    assert "facet P (IoU 0.7)" in result.output
     with Image.open(tmp_path / "pr_curve.png") as im:
         assert im.format == "PNG"
         assert im.width >= 400
@@ -77,6 +82,7 @@ def test_metrics_json_agrees_with_metric_functions(
     model, cfg = load_model(path)
     report = run_validation(model, cfg, tiny_data, tmp_path, ValidateOptions(split="valid", batch_size=3))
     lines, juncs = LineAPAccumulator(), JunctionAPAccumulator()
+    facets = FacetRegionAccumulator(threshold=cfg.model.line_score_thres)
     dataset = RoofDataset(tiny_data, "valid", cfg, train=False)
     scale = 128 / cfg.model.heatmap_size
     for i in range(len(dataset)):
@@ -87,9 +93,10 @@ def test_metrics_json_agrees_with_metric_functions(
             (wf,) = model.decode(out)
         lines.add(wf.lines.numpy() * scale, wf.scores.numpy(), label["lpos"][:, :, :2] * scale)
         juncs.add(out.jmap_prob[0].numpy(), label["junc"][:, :2], out.joff_pred[0].numpy())
-    expected = {**lines.compute(), **juncs.compute()}
+        facets.add(wf.lines.numpy() * scale, wf.scores.numpy(), label["lpos"][:, :, :2] * scale)
+    expected = {**lines.compute(), **juncs.compute(), **facets.compute()}
     assert lines.n_pred > 0
-    for key in ("sAP5", "sAP10", "sAP15", "msAP", "mAPJ"):
+    for key in ("sAP5", "sAP10", "sAP15", "msAP", "mAPJ", "facet_precision", "facet_recall", "facets_gt"):
         assert report.metrics[key] == pytest.approx(expected[key], abs=1e-9), key
 
 

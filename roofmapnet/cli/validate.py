@@ -29,6 +29,8 @@ TABLE_ROWS = (
     ("mAPJ", "mAP^J"),
     ("APH", "AP^H"),
     ("FH", "F^H"),
+    ("facet_precision", "facet P (IoU 0.7)"),
+    ("facet_recall", "facet R (IoU 0.7)"),
     ("images_per_second", "images/s"),
 )
 
@@ -72,8 +74,25 @@ def validate_command(
         bool, typer.Option(help="Also write per-image predictions (JSON).", rich_help_panel="Output")
     ] = False,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.", rich_help_panel="Data")] = None,
+    facets: Annotated[
+        bool | None,
+        typer.Option(
+            "--facets/--no-facets",
+            help="Facet region precision / recall at IoU 0.7 (HEAT). Default: on when shapely (geo extra) is installed.",
+            rich_help_panel="Metrics",
+        ),
+    ] = None,
+    facet_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Line score above which lines form facets (default: model.line_score_thres).",
+            rich_help_panel="Metrics",
+        ),
+    ] = None,
 ) -> None:
-    """Measure a model on a preprocessed split: the six losses, sAP5/10/15, msAP, mAP^J, AP^H, F^H.
+    """Measure a model on a preprocessed split: the six losses, sAP5/10/15, msAP, mAP^J, AP^H, F^H, facet P/R.
 
     Writes OUT/metrics.json and OUT/pr_curve.png (sAP precision-recall curves at the three thresholds).
 
@@ -96,6 +115,8 @@ def validate_command(
         num_workers=num_workers,
         save_predictions=save_predictions,
         limit=limit,
+        facets=facets,
+        facet_threshold=facet_threshold,
     )
     with Progress(
         TextColumn("[bold]validate[/]"),

@@ -57,11 +57,15 @@ class Evaluator:
         cfg: configuration (decoding thresholds).
         junctions: also compute mAP^J (keeps the junction heatmaps: more memory).
         heatmap: also compute AP^H / F^H.
+        facets: also compute the facet region precision / recall (needs shapely), with the lines scoring above
+            ``facet_threshold`` (default ``cfg.model.line_score_thres``, the inference threshold).
     """
 
     cfg: RootConfig
     junctions: bool = False
     heatmap: bool = False
+    facets: bool = False
+    facet_threshold: float | None = None
     records: list[ImageRecord] = field(default_factory=list)
 
     def update(self, model: Any, out: HeadOutputs, batch: dict[str, Any]) -> list[Wireframe]:
@@ -108,7 +112,10 @@ class Evaluator:
         self.records = unique
 
     def compute(self) -> dict[str, Any]:
-        """sAP5/10/15, msAP, sF* (+ mAP^J, AP^H, F^H when enabled) as percentages, and the PR curves."""
+        """sAP5/10/15, msAP, sF* (+ mAP^J, AP^H, F^H, facet P/R when enabled) as percentages, and the PR curves."""
         from roofmapnet.evaluation.summary import compute_metrics
 
-        return compute_metrics(self.records, junctions=self.junctions, heatmap=self.heatmap)
+        threshold = None
+        if self.facets:
+            threshold = self.cfg.model.line_score_thres if self.facet_threshold is None else self.facet_threshold
+        return compute_metrics(self.records, junctions=self.junctions, heatmap=self.heatmap, facet_threshold=threshold)

@@ -1,6 +1,7 @@
 """``roofmap validate``: run a model over a preprocessed split and measure it.
 
-Losses (the six terms + total, as in training), sAP5/10/15, msAP, sF, mAP^J, AP^H/F^H and throughput; writes
+Losses (the six terms + total, as in training), sAP5/10/15, msAP, sF, mAP^J, AP^H/F^H, the facet region
+precision / recall at IoU 0.7 (HEAT's measure, :mod:`roofmapnet.evaluation.facets`) and throughput; writes
 ``metrics.json``, a precision-recall plot and optionally per-image predictions.
 """
 
@@ -38,6 +39,10 @@ class ValidateOptions:
     num_workers: int = 0
     save_predictions: bool = False
     limit: int | None = None
+    #: Facet region precision / recall: ``None`` = when shapely (the ``geo`` extra) is installed.
+    facets: bool | None = None
+    #: Line score above which predicted lines form facets (default ``cfg.model.line_score_thres``).
+    facet_threshold: float | None = None
 
 
 @dataclass
@@ -50,6 +55,17 @@ class ValidateReport:
     predictions_dir: Path | None
     images: int
     seconds: float
+
+
+def _want_facets(options: ValidateOptions) -> bool:
+    """Whether to measure facets: as asked, or when shapely is installed (asked without it: a one-line error)."""
+    from roofmapnet.inference.facets import require_shapely, shapely_available
+
+    if options.facets is None:
+        return shapely_available()
+    if options.facets:
+        require_shapely()
+    return options.facets
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -100,7 +116,9 @@ def run_validation(
     device = resolve_device(options.device)
     model = model.to(device).eval()
     criterion = RoofMapNetLoss(cfg).to(device)
-    evaluator = Evaluator(cfg, junctions=True, heatmap=True)
+    evaluator = Evaluator(
+        cfg, junctions=True, heatmap=True, facets=_want_facets(options), facet_threshold=options.facet_threshold
+    )
     sums = dict.fromkeys(LOSS_KEYS, 0.0)
     n_images = 0
     total = len(dataset)

@@ -65,3 +65,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_files(folder: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder inside ``folder``; on success move every file in it into ``folder``.
+
+    For outputs that are several files (a Shapefile's ``.shp`` / ``.shx`` / ``.dbf`` / ``.prj``, one file per
+    layer, a GeoPackage with its journal): everything is written into the temporary folder first, so a crash never
+    leaves a partial set; once all are written, each one is renamed into place (same file system, atomic per file).
+    On error the temporary folder is deleted.
+    """
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=folder))
+    try:
+        yield tmp
+        for item in sorted(tmp.iterdir()):
+            if item.is_file():
+                item.chmod(FILE_MODE)
+                item.replace(folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -65,8 +65,7 @@ def cache_dir(raw: Path, cfg: RootConfig, cache: Path) -> Path:
     """The cache folder of ``raw`` preprocessed for ``cfg`` (one per source folder, sizes and resize mode)."""
     m = cfg.model
     key = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:10]
-    resize = getattr(cfg.data, "resize", "stretch")
-    return cache / f"roofvec-{key}-{m.image_size}-{m.heatmap_size}-{resize}"
+    return cache / f"roofvec-{key}-{m.image_size}-{m.heatmap_size}-{cfg.data.resize}"
 
 
 def prepare_roofvec(raw: Path, cfg: RootConfig, cache: Path, workers: int) -> Path:
@@ -89,16 +88,14 @@ def prepare_roofvec(raw: Path, cfg: RootConfig, cache: Path, workers: int) -> Pa
         print(f"preprocessed RoofVec: {out} (cached)", flush=True)
         return out
     print(f"preprocessing {raw} → {out}", flush=True)
-    extra: dict[str, Any] = {}
-    if "resize" in PreprocessOptions.__dataclass_fields__:
-        extra["resize"] = getattr(cfg.data, "resize", "stretch")
     options = PreprocessOptions(
         image_size=cfg.model.image_size,
         heatmap_size=cfg.model.heatmap_size,
         raw_format="roofvec",  # type: ignore[arg-type]
         workers=workers,
         skip_existing=True,
-        **extra,
+        resize=cfg.data.resize,
+        fill=cfg.model.image.mean,
     )
     t0 = time.perf_counter()
     summary = preprocess(raw, out, options, show_progress=sys.stderr.isatty())

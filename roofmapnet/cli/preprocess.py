@@ -28,6 +28,13 @@ class AxisOrderChoice(str, Enum):
     yx = "yx"
 
 
+class ResizeChoice(str, Enum):
+    """How images become the square network input (``data.resize``)."""
+
+    stretch = "stretch"
+    letterbox = "letterbox"
+
+
 class FormatChoice(str, Enum):
     """Raw annotation layout."""
 
@@ -137,6 +144,14 @@ def preprocess_command(
     skip_existing: Annotated[
         bool, typer.Option(help="Keep samples whose image and label already exist.", rich_help_panel=_OUTPUT)
     ] = False,
+    resize: Annotated[
+        ResizeChoice | None,
+        typer.Option(
+            help="stretch each axis, or letterbox (aspect kept, padded with model.image.mean). "
+            "Default: data.resize. Train and infer with the same data.resize.",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = None,
 ) -> None:
     """Convert raw roof annotations into training images and [bold]*_label.npz[/] targets.
 
@@ -151,7 +166,11 @@ def preprocess_command(
         image_size = heatmap_size * 4
     cfg = load_config(
         config if config is not None else default_config_path(),
-        {"model.image_size": image_size, "model.heatmap_size": heatmap_size},
+        {
+            "model.image_size": image_size,
+            "model.heatmap_size": heatmap_size,
+            "data.resize": resize.value if resize is not None else None,
+        },
     )
     options = PreprocessOptions(
         image_size=cfg.model.image_size,
@@ -165,6 +184,8 @@ def preprocess_command(
         workers=default_workers() if workers is None else workers,
         skip_existing=skip_existing,
         image_extensions=cfg.data.image_extensions,
+        resize=cfg.data.resize,
+        fill=cfg.model.image.mean,
     )
     summary = preprocess(raw_dir, out_dir, options, show_progress=is_tty())
     print_summary(summary)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from roofmapnet.config.schema import RootConfig
+from roofmapnet.data.resize import ResizeGeometry
 from roofmapnet.errors import DataError, RoofMapError
 from roofmapnet.inference.images import (
     SkippedInput,
@@ -190,6 +191,7 @@ class ImageFiles:
         self.paths = list(paths)
         self.image_size = image_size
         self.image_cfg = cfg.model.image
+        self.resize = cfg.data.resize
         self.keep_original = keep_original
 
     def __len__(self) -> int:
@@ -201,7 +203,7 @@ class ImageFiles:
             rgb = read_image(path)
         except DataError as exc:
             return LoadedImage(index, path, error=str(exc))
-        tensor = prepare_image(rgb, self.image_size, self.image_cfg)
+        tensor = prepare_image(rgb, self.image_size, self.image_cfg, resize=self.resize)
         return LoadedImage(
             index,
             path,
@@ -354,9 +356,15 @@ class Predictor:
         return [self._finish(wf, options) for wf in raw]
 
     def _finish(self, wf: Wireframe, options: InferOptions) -> Wireframe:
-        """Move to CPU/float64, drop non-finite lines and post-process in image space."""
+        """Move to CPU/float64, undo a letterbox, drop non-finite lines and post-process in image space."""
         lines = wf.lines.detach().to("cpu", torch.float64)
         scores = wf.scores.detach().to("cpu", torch.float64)
+        junctions = wf.junctions.detach().to("cpu", torch.float64)
+        if self.cfg.data.resize != "stretch" and wf.heatmap_size[0] == wf.heatmap_size[1]:
+            # Letterboxed input: map the heatmap frame to the one Wireframe scales per axis to image pixels.
+            geometry = ResizeGeometry.fit(wf.image_size, self.cfg.model.image_size, self.cfg.data.resize)
+            lines = geometry.to_stretch_frame(lines, wf.heatmap_size[0])
+            junctions = geometry.to_stretch_frame(junctions, wf.heatmap_size[0])
         finite = torch.isfinite(lines).flatten(1).all(dim=1) & torch.isfinite(scores)
         lines, scores = lines[finite], scores[finite]
         if options.postprocess and lines.shape[0] > 1:
@@ -369,7 +377,7 @@ class Predictor:
         return Wireframe(
             lines=lines,
             scores=scores,
-            junctions=wf.junctions.detach().to("cpu", torch.float64),
+            junctions=junctions,
             junction_scores=wf.junction_scores.detach().to("cpu", torch.float64),
             heatmap_size=wf.heatmap_size,
             image_size=wf.image_size,
@@ -378,7 +386,8 @@ class Predictor:
     def predict_images(self, images: Sequence[np.ndarray], options: InferOptions | None = None) -> list[Wireframe]:
         """Wireframes of RGB uint8 [H, W, 3] images (any sizes) held in memory."""
         size = self.cfg.model.image_size
-        batch = torch.stack([prepare_image(im, size, self.cfg.model.image) for im in images])
+        resize = self.cfg.data.resize
+        batch = torch.stack([prepare_image(im, size, self.cfg.model.image, resize=resize) for im in images])
         return self.predict(batch, [(int(im.shape[0]), int(im.shape[1])) for im in images], options)
 
     # ------------------------------------------------------------------------------------------ files

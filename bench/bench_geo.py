@@ -2,7 +2,7 @@
 
 A ``--size``² GeoTIFF (UTM 32N, 10 cm pixels, deflate-compressed 256² blocks) is built from synthetic roof scenes
 (``roofmapnet.data.synth``, 512² each, repeated as a mosaic) and run end to end through
-:meth:`Predictor.run <roofmapnet.inference.predictor.Predictor.run>`: windowed reads in a background thread,
+:func:`~roofmapnet.inference.runner.run_inference`: windowed reads in a background thread,
 batched ``model.predict``, per-tile conversion, the merge across seams, and the JSON / GeoJSON (WGS 84) /
 GeoPackage writers.  The merge is then re-run alone on the same tile detections (best of 3) to time it without
 any other load.  The issue's goal: merge ≤ 5 % of the total::
@@ -30,9 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from roofmapnet.inference import tiling
-from roofmapnet.inference.predictor import InferOptions
-from roofmapnet.inference.tiling import RasterOptions, TileDetections
+from roofmapnet.config.schema import InferConfig, RasterConfig
+from roofmapnet.inference.raster import run as raster_run
+from roofmapnet.inference.raster.grid import TileGrid
+from roofmapnet.inference.raster.merge import MergeParams
+from roofmapnet.inference.runner import run_inference
+from roofmapnet.inference.types import TileDetections
 from roofmapnet.utils.memory import peak_rss_mib
 
 if __package__ in (None, ""):  # run as `python bench/<script>.py`: make the `bench` package importable
@@ -82,10 +85,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     predictor = build_predictor(args)
-    captured: list[tuple[tiling.TileGrid, TileDetections, tiling.MergeParams]] = []
-    original_merge = tiling.merge_tiles
+    captured: list[tuple[TileGrid, TileDetections, MergeParams]] = []
+    original_merge = raster_run.merge_tiles
 
-    def capturing_merge(grid: tiling.TileGrid, det: TileDetections, params: tiling.MergeParams) -> Any:
+    def capturing_merge(grid: TileGrid, det: TileDetections, params: MergeParams) -> Any:
         captured.append((grid, det, params))
         return original_merge(grid, det, params)
 
@@ -97,18 +100,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             raster = make_raster(folder / "ortho.tif", args.size, args.scenes, args.seed)
         build_seconds = time.perf_counter() - t0
-        options = InferOptions(
+        options = InferConfig.from_options(
             max_lines=args.max_lines or None,
             batch_size=args.batch_size,
             workers=args.workers,
-            outputs=tuple(args.outputs.split(",")),
+            outputs=args.outputs,
+            raster=RasterConfig(tile=args.tile, overlap=args.overlap),
         )
-        raster_options = RasterOptions(tile=args.tile, overlap=args.overlap)
-        tiling.merge_tiles = capturing_merge  # type: ignore[assignment]
+        raster_run.merge_tiles = capturing_merge  # type: ignore[assignment]
         try:
-            report = predictor.run([raster], folder / "out", options, raster=raster_options)
+            report = run_inference(predictor, [raster], folder / "out", options)
         finally:
-            tiling.merge_tiles = original_merge  # type: ignore[assignment]
+            raster_run.merge_tiles = original_merge  # type: ignore[assignment]
         if report.failed:
             raise SystemExit(f"failed: {report.failed}")
         (stats,) = report.tiling

@@ -1,6 +1,6 @@
 """``roofmap infer`` end-to-end throughput against model-only time, measured in the same process.
 
-End to end is :meth:`Predictor.run`, the engine of ``roofmap infer`` (discovery, background decoding and resizing,
+End to end is :func:`~roofmapnet.inference.runner.run_inference`, the engine of ``roofmap infer`` (discovery, background decoding and resizing,
 batching, ``model.predict``, L-CNN post-processing, background JSON / GeoJSON / overlay writing), on synthetic
 roof scenes written as PNG files.  Model-only is ``model.predict`` alone on the same images, already decoded and
 batched, with the same thresholds and precision.  The goal of the issue is ``end-to-end / model-only ≤ 1.3``.
@@ -33,16 +33,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from roofmapnet.config.schema import InferConfig
 from roofmapnet.inference.images import prepare_image, read_image
-from roofmapnet.inference.postprocess import postprocess_lines
-from roofmapnet.inference.predictor import InferOptions, Predictor
-from roofmapnet.inference.writers import (
+from roofmapnet.inference.outputs.writers import (
     geojson_record,
     postprocess_threshold_px,
     prediction_record,
     write_json,
     write_overlay,
 )
+from roofmapnet.inference.postprocess import postprocess_lines
+from roofmapnet.inference.predictor import Predictor
+from roofmapnet.inference.runner import run_inference, run_info
 
 if __package__ in (None, ""):  # run as `python bench/<script>.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -70,12 +72,12 @@ def make_images(folder: Path, n: int, height: int, width: int, seed: int) -> lis
     return paths
 
 
-def _stage_timings(predictor: Predictor, paths: list[Path], options: InferOptions, out: Path) -> dict[str, float]:
+def _stage_timings(predictor: Predictor, paths: list[Path], options: InferConfig, out: Path) -> dict[str, float]:
     """Mean single-threaded seconds per image of each non-model stage."""
     cfg = predictor.cfg
-    info = predictor.run_info(options)
+    info = run_info(predictor, options)
     t: dict[str, list[float]] = {"decode_resize": [], "postprocess": [], "json": [], "geojson": [], "overlay": []}
-    raw_options = InferOptions(**{**options.__dict__, "postprocess": False})
+    raw_options = options.model_copy(update={"postprocess": False})
     for path in paths:
         t0 = time.perf_counter()
         rgb = read_image(path)
@@ -105,15 +107,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     height, width = _parse_size(args.size)
     predictor = build_predictor(args)
-    options = InferOptions(
+    options = InferConfig.from_options(
         threshold=args.threshold,
         max_lines=args.max_lines or None,
         postprocess=not args.no_postprocess,
-        outputs=tuple(args.outputs.split(",")),
+        outputs=args.outputs,
         batch_size=args.batch_size,
         workers=args.workers,
     )
-    thr, jthr = predictor.run_info(options).threshold, predictor.run_info(options).junction_threshold
+    thr, jthr = predictor.thresholds(options)
     with tempfile.TemporaryDirectory(prefix="bench-infer-") as tmp:
         root = Path(tmp)
         paths = make_images(root / "images", args.images, height, width, args.seed)
@@ -146,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for r in range(args.repeats):
             m, raw_lines = model_only()
             model_times.append(m)
-            report = predictor.run([root / "images"], root / f"out{r}", options)
+            report = run_inference(predictor, [root / "images"], root / f"out{r}", options)
             if report.failed:
                 raise SystemExit(f"bench: {len(report.failed)} images failed: {report.failed[0]}")
             e2e_times.append(report.seconds)

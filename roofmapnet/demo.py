@@ -179,12 +179,14 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         report.skipped.append("infer")
     else:
         say(f"[5/6] infer on {options.infer_images} held-out images → {infer_dir}")
-        from roofmapnet.inference.predictor import InferOptions, Predictor
+        from roofmapnet.config.schema import InferConfig
+        from roofmapnet.inference.predictor import Predictor
+        from roofmapnet.inference.runner import run_inference
 
         images = sorted((raw / "images").glob("test_*.png"))[: options.infer_images]
         predictor = Predictor.from_checkpoint(chosen, device=options.device)
         # L-CNN's 0.5 score threshold for the demo's pictures (`roofmap infer` defaults to the reference's 0.1).
-        predictor.run(images, infer_dir, InferOptions(workers=0, threshold=options.infer_threshold))
+        run_inference(predictor, images, infer_dir, InferConfig(workers=0, threshold=options.infer_threshold))
         _mark(out, "infer")
     report.artefacts["predictions (JSON, GeoJSON, overlays)"] = infer_dir
 

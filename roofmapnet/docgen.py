@@ -38,7 +38,7 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type):
         text = annotation.__name__
     text = text.replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
-    return text
+    return text.replace(" | None", " or null").replace("|", "or")  # a "|" would split the Markdown table cell
 
 
 def _constraints(field: Any) -> str:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 
 class RoofMapError(Exception):
-    """An error caused by user input (a file, a flag, a config value); the CLI prints it and exits non-zero."""
+    """An error caused by user input (a file, an option, a config value); the CLI prints it and exits non-zero.
+
+    The library names options by their field (``precision``, ``infer.raster.tile``), never by a command-line
+    flag: ``fields`` lists the dotted field names that occur in the message, and the CLI alone writes them as
+    its flags (:func:`roofmapnet.cli._common.report_errors`).
+    """
 
     exit_code: int = 1
 
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, exit_code: int | None = None, fields: tuple[str, ...] | str | None = None
+    ) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.fields: tuple[str, ...] = (fields,) if isinstance(fields, str) else tuple(fields or ())
 
     @property
     def lines(self) -> list[str]:
@@ -24,8 +32,8 @@ class ConfigError(RoofMapError):
 
     exit_code = 2
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
+    def __init__(self, problems: list[str], *, fields: tuple[str, ...] | str | None = None) -> None:
+        super().__init__("\n".join(problems), fields=fields)
         self.problems = problems
 
 

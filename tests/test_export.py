@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from roofmapnet import __version__
 from roofmapnet.cli import export as cli_export
 from roofmapnet.config import RootConfig, load_config
+from roofmapnet.config.schema import InferConfig
 from roofmapnet.errors import CheckpointError, RoofMapError
 from roofmapnet.export import parity as parity_mod
 from roofmapnet.export.onnx import check_trace_device, export_onnx
@@ -44,7 +45,8 @@ from roofmapnet.export.runtime import (
 )
 from roofmapnet.export.state_dict import export_state_dict, sidecar_path
 from roofmapnet.export.torchscript import export_torchscript
-from roofmapnet.inference.predictor import InferOptions, Predictor
+from roofmapnet.inference.predictor import Predictor
+from roofmapnet.inference.runner import run_inference
 from roofmapnet.models.loading import SIDECAR_FORMAT, load_model
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.models.roofmapnet import RoofMapNet
@@ -168,10 +170,10 @@ def test_half_precision_tracing_of_a_full_size_model_is_refused_on_cpu(tmp_path:
     big = load_config(TINY_YAML, {"model.image_size": 256, "model.heatmap_size": 64})
     torch.manual_seed(0)
     net = RoofMapNet(big.model).eval()
-    with pytest.raises(RoofMapError, match=r"--precision fp16: .*export with --device cuda") as info:
+    with pytest.raises(RoofMapError, match=r"^precision fp16: .*export with device cuda") as info:
         export_onnx(net, big, tmp_path / "half.onnx", precision="fp16")
     assert info.value.exit_code == 2
-    with pytest.raises(RoofMapError, match=r"--precision fp16"):
+    with pytest.raises(RoofMapError, match=r"^precision fp16"):
         export_torchscript(net, big, tmp_path / "half.ts", precision="fp16")
     assert list(tmp_path.iterdir()) == []
     check_trace_device("fp16", torch.device("cpu"), 128)  # small models are traced on CPU (as in these tests)
@@ -186,7 +188,7 @@ def test_export_config_caps_junctions(cfg: RootConfig, model: RoofMapNet) -> Non
     assert clone.cfg.n_dyn_junc == 5
     assert clone.detection is model.detection
     assert export_config(cfg, None) is cfg
-    with pytest.raises(RoofMapError, match=r"--max-junctions 21: must be between 2 and model.n_dyn_junc \(20\)"):
+    with pytest.raises(RoofMapError, match=r"^max_junctions 21: must be between 2 and model.n_dyn_junc \(20\)"):
         export_config(cfg, 21)
 
 
@@ -367,11 +369,11 @@ def test_infer_with_the_onnx_model_writes_the_same_json(
     onnx_model: OnnxModel, model: RoofMapNet, cfg: RootConfig, tmp_path: Path
 ) -> None:
     inputs = [_write_png(tmp_path / "a.png", 80, 120, 0), _write_png(tmp_path / "b.png", 64, 64, 1)]
-    options = InferOptions(outputs=("json",), workers=0, threshold=0.3)
+    options = InferConfig(outputs=("json",), workers=0, threshold=0.3)
     docs: dict[str, list[dict[str, Any]]] = {}
     for name, net in (("torch", model), ("onnx", onnx_model)):
-        predictor = Predictor(net, cfg, "cpu", checkpoint="model")  # type: ignore[arg-type]
-        report = predictor.run(inputs, tmp_path / name, options)
+        predictor = Predictor(net, cfg, "cpu", checkpoint="model")
+        report = run_inference(predictor, inputs, tmp_path / name, options)
         assert report.exit_code == 0
         assert len(report.results) == 2
         docs[name] = [json.loads((tmp_path / name / f"{p.stem}.json").read_text()) for p in inputs]

@@ -25,28 +25,23 @@ from typer.testing import CliRunner
 
 from roofmapnet.cli.app import app
 from roofmapnet.config import RootConfig
-from roofmapnet.errors import DataError, RoofMapError
-from roofmapnet.inference.geo import (
+from roofmapnet.config.schema import InferConfig, RasterConfig
+from roofmapnet.errors import ConfigError, DataError, RoofMapError
+from roofmapnet.inference.outputs.geo import linestring_blobs, point_blobs
+from roofmapnet.inference.predictor import Predictor
+from roofmapnet.inference.raster.grid import TileGrid, clip_segments, resolve_tiling
+from roofmapnet.inference.raster.merge import MergeParams, merge_tiles
+from roofmapnet.inference.raster.run import predict_raster
+from roofmapnet.inference.raster.source import (
     ArraySource,
     Georeference,
     Window,
     is_geotiff,
     needs_raster_reader,
-    parse_bands,
     tiff_tag_ids,
 )
-from roofmapnet.inference.geowriters import linestring_blobs, point_blobs
-from roofmapnet.inference.predictor import InferOptions, Predictor
-from roofmapnet.inference.tiling import (
-    MergeParams,
-    RasterOptions,
-    TileDetections,
-    TileGrid,
-    clip_segments,
-    merge_tiles,
-    predict_raster,
-    resolve_tiling,
-)
+from roofmapnet.inference.runner import run_inference, run_info
+from roofmapnet.inference.types import TileDetections
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import TMP_PREFIX
 from tests.tiny import TINY_MODEL as SHARED_TINY_MODEL
@@ -242,8 +237,13 @@ def _predictor(stub: nn.Module | None = None) -> Predictor:
     return Predictor(stub or SceneStub(CFG), CFG, "cpu", checkpoint="stub.ckpt")  # type: ignore[arg-type]
 
 
-OPTS = InferOptions(postprocess=False, workers=1, batch_size=8, outputs=("json", "geojson"))
-RASTER = RasterOptions(tile=TILE, overlap=OVERLAP)
+OPTS = InferConfig(postprocess=False, workers=1, batch_size=8, outputs=("json", "geojson"))
+RASTER = RasterConfig(tile=TILE, overlap=OVERLAP)
+
+
+def _with(options: InferConfig, raster: RasterConfig) -> InferConfig:
+    """``options`` with other raster options."""
+    return options.model_copy(update={"raster": raster})
 
 
 def _match(found: np.ndarray, expected: np.ndarray, tol: float) -> np.ndarray:
@@ -263,7 +263,7 @@ def scene_tif(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def scene_run(scene_tif: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     out = tmp_path_factory.mktemp("out")
-    report = _predictor().run([scene_tif], out, OPTS, raster=RASTER)
+    report = run_inference(_predictor(), [scene_tif], out, _with(OPTS, RASTER))
     return out, report
 
 
@@ -294,23 +294,23 @@ def test_tile_grid_covers_and_cores_partition() -> None:
 
 
 def test_resolve_tiling_defaults_and_gsd() -> None:
-    assert resolve_tiling(RasterOptions(), 512, 0.1) == (512, 64)
-    assert resolve_tiling(RasterOptions(gsd=0.1), 512, 0.05) == (1024, 128)  # finer raster: bigger tile
-    assert resolve_tiling(RasterOptions(gsd=0.2, overlap=10), 512, 0.4) == (256, 10)
-    assert resolve_tiling(RasterOptions(tile=300, gsd=0.2), 512, 0.4) == (300, 38)  # --tile wins
-    with pytest.raises(DataError, match=r"x\.tif: --gsd needs"):
-        resolve_tiling(RasterOptions(gsd=0.1), 512, None, "x.tif")
-    with pytest.raises(DataError, match="--overlap 300"):
-        resolve_tiling(RasterOptions(overlap=300), 512, None, "x.tif")
+    assert resolve_tiling(RasterConfig(), 512, 0.1) == (512, 64)
+    assert resolve_tiling(RasterConfig(gsd=0.1), 512, 0.05) == (1024, 128)  # finer raster: bigger tile
+    assert resolve_tiling(RasterConfig(gsd=0.2, overlap=10), 512, 0.4) == (256, 10)
+    assert resolve_tiling(RasterConfig(tile=300, gsd=0.2), 512, 0.4) == (300, 38)  # --tile wins
+    with pytest.raises(DataError, match=r"x\.tif: infer\.raster\.gsd 0\.1 needs"):
+        resolve_tiling(RasterConfig(gsd=0.1), 512, None, "x.tif")
+    with pytest.raises(DataError, match=r"infer\.raster\.overlap 300"):
+        resolve_tiling(RasterConfig(overlap=300), 512, None, "x.tif")
     for bad in ({"tile": 8}, {"tile": 64, "overlap": 32}, {"gsd": -1.0}, {"crs": "utm"}, {"bands": (1, 2)}):
         with pytest.raises(RoofMapError) as err:
-            RasterOptions(**bad)  # type: ignore[arg-type]
+            RasterConfig.from_options(**bad)
         assert err.value.exit_code == 2
-    assert parse_bands("4, 3,2") == (4, 3, 2)
-    assert parse_bands(None) is None
+    assert RasterConfig.from_options(bands="4, 3,2").bands == (4, 3, 2)
+    assert RasterConfig.from_options(bands=None).bands is None
     for text in ("1,2", "0", "a,b,c"):
-        with pytest.raises(ValueError, match="--bands"):
-            parse_bands(text)
+        with pytest.raises(ConfigError, match=r"infer\.raster\.bands"):
+            RasterConfig.from_options(bands=text)
 
 
 def test_clip_segments() -> None:
@@ -395,7 +395,7 @@ def test_merge_of_the_stub_scene_in_memory_gives_each_gt_line_once() -> None:
     """Plain image path (no rasterio): ArraySource + stub → every GT line exactly once, exact coordinates."""
     rgb = np.moveaxis(_encoded_scene(H, W), 0, -1)
     stub = SceneStub(CFG)
-    pred = predict_raster(_predictor(stub), ArraySource("scene.png", rgb), OPTS, RASTER)
+    pred = predict_raster(_predictor(stub), ArraySource("scene.png", rgb), _with(OPTS, RASTER))
     assert pred.stats.tiles == pred.stats.tiles_run == 24
     assert stub.tiles == 24
     assert stub.calls == 3  # 24 tiles in batches of 8
@@ -413,7 +413,7 @@ def test_merge_of_the_stub_scene_in_memory_gives_each_gt_line_once() -> None:
 def test_merge_is_robust_to_imprecise_tile_predictions() -> None:
     """With ±0.7 px endpoint noise and lines stopping short of tile borders, every GT line is still output once."""
     rgb = np.moveaxis(_encoded_scene(H, W), 0, -1)
-    pred = predict_raster(_predictor(SceneStub(CFG, jitter=0.7)), ArraySource("scene.png", rgb), OPTS, RASTER)
+    pred = predict_raster(_predictor(SceneStub(CFG, jitter=0.7)), ArraySource("scene.png", rgb), _with(OPTS, RASTER))
     assert pred.merged.lines.shape[0] == len(GT_LINES)
     assert _match(pred.merged.lines, GT_LINES, 2.0).tolist() == [1] * len(GT_LINES)
     # No overlap: pieces cut by a border only touch (gaps of up to ~5 px) and are joined, while collinear
@@ -422,7 +422,9 @@ def test_merge_is_robust_to_imprecise_tile_predictions() -> None:
         [*_gable(20.3, 35.3, 170.6, 115.9), [10.5, 150.4, 250.3, 185.2], [100.4, 5.3, 230.2, 180.1]], dtype=np.float64
     )
     stub = SceneStub(CFG, lines=lines, scores=np.linspace(0.9, 0.5, len(lines)), jitter=0.7)
-    pred = predict_raster(_predictor(stub), ArraySource("scene.png", rgb), OPTS, RasterOptions(tile=TILE, overlap=0))
+    pred = predict_raster(
+        _predictor(stub), ArraySource("scene.png", rgb), _with(OPTS, RasterConfig(tile=TILE, overlap=0))
+    )
     assert _match(pred.merged.lines, lines, 2.5).tolist() == [1] * len(lines)
     assert pred.merged.lines.shape[0] == len(lines)
     assert pred.merged.pieces.max() >= 4  # the long diagonals were joined across several borders
@@ -471,7 +473,7 @@ def test_geotiff_without_the_extra_names_the_extra(
     for name in [m for m in sys.modules if m == "rasterio" or m.startswith("rasterio.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio → ImportError
-    report = _predictor().run([tmp_path / "ortho.tif"], tmp_path / "out", OPTS)
+    report = run_inference(_predictor(), [tmp_path / "ortho.tif"], tmp_path / "out", OPTS)
     assert report.exit_code == 1
     (failed,) = report.failed
     assert failed.path == str(tmp_path / "ortho.tif")
@@ -490,7 +492,7 @@ def test_band_selection_colour_interpretation_and_rescaling(tmp_path: Path) -> N
     rasterio = pytest.importorskip("rasterio")
     from rasterio.enums import ColorInterp
 
-    from roofmapnet.inference.geo import RasterioSource
+    from roofmapnet.inference.raster.source import RasterioSource
 
     four = np.stack([np.full((32, 40), v, dtype=np.uint8) for v in (10, 20, 30, 40)])
     path = _write_geotiff(tmp_path / "bgrn.tif", four, photometric="MINISBLACK")
@@ -498,7 +500,7 @@ def test_band_selection_colour_interpretation_and_rescaling(tmp_path: Path) -> N
         assert src.read(Window(0, 0, 8, 8)).rgb[0, 0].tolist() == [40, 30, 20]
     with RasterioSource(path, bands=(2,)) as src:
         assert src.read(Window(0, 0, 8, 8)).rgb[0, 0].tolist() == [20, 20, 20]
-    with pytest.raises(DataError, match=r"bgrn\.tif: --bands 5,1,2: the raster has 4 band"):
+    with pytest.raises(DataError, match=r"bgrn\.tif: infer\.raster\.bands 5,1,2: the raster has 4 band"):
         RasterioSource(path, bands=(5, 1, 2))
     # Default: the bands labelled red, green, blue, in that order.
     labelled = _write_geotiff(
@@ -540,7 +542,7 @@ def test_reads_are_windows_and_memory_does_not_grow_with_raster_size(
     rasterio = pytest.importorskip("rasterio")
     from rasterio.windows import Window as RioWindow
 
-    from roofmapnet.inference.geo import RasterioSource
+    from roofmapnet.inference.raster.source import RasterioSource
 
     class Empty(nn.Module):
         def __init__(self) -> None:
@@ -581,15 +583,14 @@ def test_reads_are_windows_and_memory_does_not_grow_with_raster_size(
         return original(self, window)
 
     monkeypatch.setattr(RasterioSource, "read", spy)
-    raster = RasterOptions(tile=256, overlap=32)
-    opts = InferOptions(postprocess=False, workers=1, batch_size=8)
+    opts = InferConfig(postprocess=False, workers=1, batch_size=8, raster=RasterConfig(tile=256, overlap=32))
     peaks = {}
     for side in (1024, 4096):
         path = make(side)
         reads.clear()
         with RasterioSource(path) as src:
             tracemalloc.start()
-            pred = predict_raster(_predictor(Empty()), src, opts, raster)
+            pred = predict_raster(_predictor(Empty()), src, opts)
             peaks[side] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
         assert len(reads) == pred.stats.tiles == len(pred.grid)
@@ -636,8 +637,8 @@ def test_geojson_wgs84_default_and_known_lines_at_map_coordinates(scene_run: tup
 
 
 def test_geojson_native_crs_member(scene_tif: Path, tmp_path: Path) -> None:
-    raster = RasterOptions(tile=TILE, overlap=OVERLAP, crs="native", gpkg=False)
-    report = _predictor().run([scene_tif], tmp_path, OPTS, raster=raster)
+    raster = RasterConfig(tile=TILE, overlap=OVERLAP, crs="native", gpkg=False)
+    report = run_inference(_predictor(), [scene_tif], tmp_path, _with(OPTS, raster))
     assert report.exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.geojson", "scene.json"]
     doc = json.loads((tmp_path / "scene.geojson").read_text())
@@ -723,23 +724,25 @@ def test_geopackage_reads_in_gdal(scene_run: tuple[Path, Any]) -> None:
 
 def test_streamed_writers_equal_the_documents(scene_tif: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunked JSON / GeoJSON / GeoPackage writing (7 features per chunk here) gives the same documents."""
-    from roofmapnet.inference import geowriters
-    from roofmapnet.inference.geo import RasterioSource
+    from roofmapnet.inference.outputs import geo as geowriters
+    from roofmapnet.inference.raster.source import RasterioSource
 
     monkeypatch.setattr(geowriters, "WRITE_CHUNK", 7)
     predictor = _predictor()
     with RasterioSource(scene_tif) as src:
-        pred = predict_raster(predictor, src, OPTS, RASTER)
-        info = predictor.run_info(OPTS)
+        pred = predict_raster(predictor, src, _with(OPTS, RASTER))
+        info = run_info(predictor, OPTS)
         for crs in ("wgs84", "native"):
-            raster = RasterOptions(tile=TILE, overlap=OVERLAP, crs=crs)
-            written = geowriters.write_raster_outputs(tmp_path / crs, "s", pred, src, info, OPTS, raster)
+            options = _with(OPTS, RasterConfig(tile=TILE, overlap=OVERLAP, crs=crs))
+            written = geowriters.write_raster_outputs(
+                tmp_path / crs, "s", pred.merged, src, info, options, tiling=pred.tiling_record()
+            )
             assert [p.name for p in written] == ["s.json", "s.geojson", "s.gpkg"]
             expected = geowriters.geojson_document(pred.merged, src.georef, crs=crs, image=src.path)
             assert json.loads((tmp_path / crs / "s.geojson").read_text()) == expected
             assert len(expected["features"]) == len(GT_LINES) + len(GT_JUNCTIONS)
         doc = json.loads((tmp_path / "native" / "s.json").read_text())
-        assert doc == geowriters.raster_json(pred, src, info, OPTS)
+        assert doc == geowriters.raster_json(pred.merged, src, info, OPTS, pred.tiling_record())
         assert len(doc["lines"]) == len(doc["pieces"]) == len(GT_LINES)
     con = sqlite3.connect(tmp_path / "native" / "s.gpkg")
     try:
@@ -763,8 +766,8 @@ def test_nodata_areas_produce_nothing(tmp_path: Path) -> None:
     mask[120:, :130] = 0  # the pyramid roof lies entirely in nodata
     path = _write_geotiff(tmp_path / "holes.tif", _encoded_scene(H, W), mask=mask)
     stub = SceneStub(CFG)
-    raster = RasterOptions(tile=TILE, overlap=OVERLAP, crs="native")
-    report = _predictor(stub).run([path], tmp_path / "out", OPTS, raster=raster)
+    raster = RasterConfig(tile=TILE, overlap=OVERLAP, crs="native")
+    report = run_inference(_predictor(stub), [path], tmp_path / "out", _with(OPTS, raster))
     assert report.exit_code == 0
     (stats,) = report.tiling
     assert stats.tiles == 24
@@ -789,14 +792,14 @@ def test_plain_images_keep_pixel_outputs(tmp_path: Path) -> None:
     Image.fromarray(rgb).save(tmp_path / "scene.png")
     # Without --tile a PNG takes the single-image path (resized whole; the stub sees one image).
     stub = SceneStub(CFG)
-    report = _predictor(stub).run([tmp_path / "scene.png"], tmp_path / "whole", OPTS)
+    report = run_inference(_predictor(stub), [tmp_path / "scene.png"], tmp_path / "whole", OPTS)
     assert report.exit_code == 0
     assert report.tiling == []
     assert stub.tiles == 1
     # With --tile it is tiled and merged, outputs stay in pixels (no GeoPackage, GeoJSON not georeferenced).
     stub = SceneStub(CFG)
-    tiled = RasterOptions(tile=TILE, overlap=OVERLAP, tile_all=True)
-    report = _predictor(stub).run([tmp_path / "scene.png"], tmp_path / "tiled", OPTS, raster=tiled)
+    tiled = RasterConfig(tile=TILE, overlap=OVERLAP, tile_all=True)
+    report = run_inference(_predictor(stub), [tmp_path / "scene.png"], tmp_path / "tiled", _with(OPTS, tiled))
     assert report.exit_code == 0
     assert stub.tiles == 24
     assert sorted(p.name for p in (tmp_path / "tiled").iterdir()) == ["scene.geojson", "scene.json"]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import re
 import sys
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,16 +25,61 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def flag_for(field: str) -> str:
+    """The flag that sets a library field: its last dotted part, ``_`` → ``-`` (``infer.raster.tile`` → ``--tile``)."""
+    return "--" + field.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def command_flags(func: Callable[..., Any]) -> set[str]:
+    """The long options of a Typer command function: each parameter's declared ``--name`` (``--a/--no-a``: both),
+    else ``--<parameter name>`` with ``-`` for ``_`` (Typer's default)."""
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except (NameError, TypeError):  # an annotation that cannot be evaluated: fall back to the parameter names
+        hints = {}
+    flags: set[str] = set()
+    for name in inspect.signature(func).parameters:
+        decls: tuple[str, ...] = ()
+        for meta in getattr(hints.get(name), "__metadata__", ()):
+            # typer.Option("--name", "-n") inside Annotated keeps the first declaration as ``default``.
+            first = getattr(meta, "default", None)
+            given = ((first,) if isinstance(first, str) else ()) + tuple(getattr(meta, "param_decls", None) or ())
+            decls = given or decls
+        longs = [part for d in decls for part in d.split("/") if part.startswith("--")]
+        flags.update(longs or ["--" + name.replace("_", "-")])
+    return flags
+
+
+def as_flags(line: str, fields: Iterable[str], flags: Collection[str]) -> str:
+    """``line`` with each field name written as the flag that sets it, where ``flags`` has that flag.
+
+    Library messages name fields and values (``infer.raster.tile 8: ...``, ``precision 8: ...``); on the command
+    line the user gave flags (``--tile 8: ...``).  A field whose flag the command does not have keeps its name.
+    """
+    for field in sorted(set(fields), key=len, reverse=True):
+        flag = flag_for(field)
+        if flag in flags:
+            line = re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w])", flag, line)
+    return line
+
+
 def report_errors(func: F) -> F:
-    """Turn :class:`RoofMapError` into ``error: …`` lines on stderr and its exit code, without a traceback."""
+    """Turn :class:`RoofMapError` into ``error: …`` lines on stderr and its exit code, without a traceback.
+
+    The fields the error names (:attr:`RoofMapError.fields`) are written as this command's flags (:func:`as_flags`).
+    """
+    flags: set[str] = set()
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except RoofMapError as exc:
+            if exc.fields and not flags:  # annotations are evaluated once the command's module is complete
+                flags.update(command_flags(func))
             for line in exc.lines:
-                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+                text = as_flags(line, exc.fields, flags)
+                err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")

@@ -23,7 +23,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from roofmapnet.cli._common import ConfigOption, console, default_config_path, err_console, notice, report_errors
+from roofmapnet.cli._common import (
+    ConfigOption,
+    as_flags,
+    command_flags,
+    console,
+    default_config_path,
+    err_console,
+    notice,
+    report_errors,
+)
 from roofmapnet.errors import RoofMapError
 
 _IO = "Input/Output"
@@ -38,7 +47,8 @@ _PLAIN_PROGRESS_EVERY = 10.0
 
 
 class Precision(str, Enum):
-    """``--precision`` choices as the CLI spells them (meaning: :func:`roofmapnet.utils.device.resolve_precision`)."""
+    """``--precision`` choices as the CLI spells them (the library's :class:`roofmapnet.utils.device.Precision`
+    takes these spellings too)."""
 
     fp32 = "32"
     bf16 = "bf16"
@@ -63,11 +73,6 @@ class Strategy(str, Enum):
 def _is_rank_zero() -> bool:
     """Whether this is the launching process (Lightning's DDP children have LOCAL_RANK / NODE_RANK set)."""
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
-
-
-def parse_outputs(text: str) -> tuple[str, ...]:
-    """``"json,overlay"`` → ``("json", "overlay")`` (validated by :class:`InferOptions`)."""
-    return tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
 
 
 class _ProgressReporter:
@@ -135,7 +140,7 @@ class _ProgressReporter:
 
 def print_summary(report: object) -> None:
     """The summary table, then one ``skipped: <input>: <reason>`` line per failed input, on stdout."""
-    from roofmapnet.inference.predictor import InferReport
+    from roofmapnet.inference.types import InferReport
 
     assert isinstance(report, InferReport)
     table = Table(title="roofmap infer", show_header=False, title_justify="left")
@@ -160,7 +165,7 @@ def print_summary(report: object) -> None:
     console.print(table)
     # Failures as one line each (no table folding, greppable in logs).
     for item in report.failed[:_MAX_FAILURE_ROWS]:
-        text = f"[yellow]skipped:[/] {escape(item.path)}: {escape(item.reason)}"
+        text = f"[yellow]skipped:[/] {escape(item.path)}: {escape(as_flags(item.reason, item.fields, _FLAGS))}"
         console.print(text, highlight=False, soft_wrap=True, markup=True)
     if len(report.failed) > _MAX_FAILURE_ROWS:
         console.print(f"[yellow]skipped:[/] … and {len(report.failed) - _MAX_FAILURE_ROWS} more", highlight=False)
@@ -367,35 +372,32 @@ def infer_command(
     [bold]Example[/]: roofmap infer -k logs/checkpoints/best-sAP10.ckpt tiles/ "extra/*.tif" -o results/
     """
     from roofmapnet.config import load_config
-    from roofmapnet.inference.geo import parse_bands
-    from roofmapnet.inference.predictor import InferOptions, Predictor
-    from roofmapnet.inference.tiling import RasterOptions, route_inputs
+    from roofmapnet.config.schema import InferConfig
+    from roofmapnet.inference.predictor import Predictor
+    from roofmapnet.inference.raster.grid import route_inputs
+    from roofmapnet.inference.runner import discover, run_inference
 
     distributed = devices > 1 or strategy is not Strategy.auto
-    options = InferOptions(
+    options = InferConfig.from_options(
         threshold=threshold,
         junction_threshold=junction_threshold,
         max_lines=max_lines,
         postprocess=postprocess,
         postprocess_t=postprocess_t,
-        outputs=parse_outputs(outputs),
+        outputs=outputs,
         geojson_junctions=geojson_junctions,
         batch_size=batch_size,
         workers=workers,
         recursive=recursive,
-    )
-    try:
-        band_list = parse_bands(bands)
-    except ValueError as exc:
-        raise RoofMapError(str(exc), exit_code=2) from None
-    raster = RasterOptions(
-        tile=tile,
-        overlap=overlap,
-        gsd=gsd,
-        bands=band_list,
-        crs=crs.value,
-        gpkg=gpkg,
-        tile_all=tile is not None or band_list is not None,
+        raster={
+            "tile": tile,
+            "overlap": overlap,
+            "gsd": gsd,
+            "bands": bands,
+            "crs": crs.value,
+            "gpkg": gpkg,
+            "tile_all": tile is not None or bool(bands and bands.strip()),
+        },
     )
     cfg_path = config if config is not None else default_config_path()
     cfg = load_config(cfg_path)
@@ -411,8 +413,8 @@ def infer_command(
     assert weights is not None
     predictor = Predictor.from_checkpoint(weights, device=device, precision=precision.value, cfg=cfg)
     if distributed:
-        paths, _ = predictor.discover(inputs, options, out)
-        tiled = [p for p, t in zip(paths, route_inputs(paths, raster), strict=True) if t]
+        paths, _ = discover(inputs, options, predictor.cfg, out)
+        tiled = [p for p, t in zip(paths, route_inputs(paths, options.raster), strict=True) if t]
         if tiled:
             msg = (
                 f"{tiled[0]}: rasters run tile by tile in one process; drop --devices / --strategy ddp "
@@ -421,7 +423,7 @@ def infer_command(
             raise RoofMapError(msg, exit_code=2)
     rank_zero = _is_rank_zero()
     if predictor.precision_notice and rank_zero:
-        notice(predictor.precision_notice)
+        notice(as_flags(predictor.precision_notice, ("precision",), _FLAGS))
     with _ProgressReporter(rank_zero) as progress:
         on_progress: Callable[[int, int], None] = progress
         if distributed:
@@ -440,13 +442,15 @@ def infer_command(
                 progress=on_progress,
             )
         else:
-            report = predictor.run(
-                inputs, out, options, progress=on_progress, raster=raster, tile_progress=progress.tiles
-            )
+            report = run_inference(predictor, inputs, out, options, progress=on_progress, tile_progress=progress.tiles)
     if report.global_rank == 0:
         print_summary(report)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+#: The flags of ``roofmap infer`` (library messages name fields; the summary writes them as these flags).
+_FLAGS = command_flags(infer_command)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,10 +9,13 @@ The validated :class:`RootConfig` is passed explicitly to every component; there
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from roofmapnet.errors import ConfigError
 
 
 class StrictModel(BaseModel):
@@ -189,6 +192,203 @@ class DataConfig(StrictModel):
     )
 
 
+#: Per-image output kinds of ``roofmap infer``, in the order they are written.
+OUTPUT_KINDS: Final = ("json", "geojson", "overlay")
+OutputKind = Literal["json", "geojson", "overlay"]
+#: GeoJSON coordinates of georeferenced rasters.
+GEOJSON_CRS_CHOICES: Final = ("wgs84", "native")
+#: Smallest and largest accepted tile side (raster pixels).
+MIN_TILE: Final = 16
+MAX_TILE: Final = 16384
+#: Default percentiles of the linear stretch of non-8-bit raster bands.
+DEFAULT_STRETCH: Final = (2.0, 98.0)
+#: L-CNN's post-processing factor t (τ = t·image diagonal) of its AP^H setting.
+DEFAULT_POSTPROCESS_T: Final = 0.010
+
+
+def _comma_separated(value: Any) -> Any:
+    """``"a, b"`` → ``("a", "b")`` (anything else unchanged)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class OptionsModel(StrictModel):
+    """A config section that is also built from options (the CLI's flags, a Python caller's keywords).
+
+    :meth:`from_options` reports bad values as :class:`~roofmapnet.errors.ConfigError` (exit code 2), one line
+    per problem naming the field by its dotted path in :class:`RootConfig` and the value given
+    (``infer.raster.tile 8: Input should be greater than or equal to 16``), instead of pydantic's report.
+    """
+
+    #: Dotted path of the section in :class:`RootConfig`.
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def from_options(cls: type[_Options], **values: Any) -> _Options:
+        """Validate ``values`` (field names as keywords).
+
+        Raises:
+            ConfigError: one line per problem.
+        """
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            lines, fields = option_errors(exc, cls.section)
+            raise ConfigError(lines, fields=fields) from None
+
+
+_Options = TypeVar("_Options", bound=OptionsModel)
+
+
+def option_errors(exc: ValidationError, section: str) -> tuple[list[str], tuple[str, ...]]:
+    """One ``<section>.<field> <value>: <message>`` line per error of ``exc``, and the fields they name."""
+    lines = []
+    fields = []
+    for err in exc.errors(include_url=False):
+        dotted = ".".join([section, *(str(p) for p in err["loc"] if not isinstance(p, int))]).strip(".")
+        fields.append(dotted)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{dotted}: unknown option")
+            continue
+        given = err.get("input")
+        value = "" if given is None or isinstance(given, dict) else " " + _show(given)
+        lines.append(f"{dotted}{value}: {msg}")
+    return lines, tuple(dict.fromkeys(fields))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def check_bands(bands: tuple[int, ...]) -> None:
+    """Validate a band selection: one band (grey) or three (R, G, B), each 1 or more.
+
+    Raises:
+        ValueError: what is wrong (without naming the field).
+    """
+    if len(bands) not in (1, 3):
+        msg = f"give one band (grey) or three (red,green,blue), got {len(bands)}"
+        raise ValueError(msg)
+    if min(bands) < 1:
+        msg = "band numbers start at 1"
+        raise ValueError(msg)
+
+
+class RasterConfig(OptionsModel):
+    """Tiled inference on rasters (GeoTIFFs and other GDAL formats; plain images with ``tile_all``)."""
+
+    section: ClassVar[str] = "infer.raster"
+
+    tile: int | None = Field(
+        None,
+        ge=MIN_TILE,
+        le=MAX_TILE,
+        description="Tile side in raster pixels (null: the model input size, scaled by gsd).",
+    )
+    overlap: int | None = Field(
+        None,
+        ge=0,
+        description="Overlap of neighbouring tiles in raster pixels, less than half a tile (null: tile / 8).",
+    )
+    gsd: float | None = Field(
+        None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Ground resolution (m/pixel) the model was trained at; scales the default tile of georeferenced rasters.",
+    )
+    bands: tuple[int, ...] | None = Field(
+        None, description="1-based raster bands used as R,G,B, or one grey band (null: RGB bands, else 1,2,3, else 1)."
+    )
+    crs: Literal["wgs84", "native"] = Field(
+        "wgs84", description="GeoJSON coordinates: wgs84 (RFC 7946 lon/lat) or native (the raster's CRS)."
+    )
+    gpkg: bool = Field(
+        True, description="Also write a GeoPackage (lines and junctions layers) for georeferenced rasters."
+    )
+    tile_all: bool = Field(False, description="Tile every input, plain images too (not only GeoTIFFs / GDAL rasters).")
+    stretch: tuple[float, float] = Field(
+        DEFAULT_STRETCH, description="Percentiles of the linear stretch of non-8-bit bands to 0-255."
+    )
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _parse_bands(cls, value: Any) -> Any:
+        value = _comma_separated(value)
+        return value or None
+
+    @field_validator("bands")
+    @classmethod
+    def _check_bands(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None:
+            check_bands(value)
+        return value
+
+    @field_validator("overlap")
+    @classmethod
+    def _overlap_below_half_tile(cls, value: int | None, info: ValidationInfo) -> int | None:
+        tile = info.data.get("tile")
+        if tile is not None and value is not None and 2 * value >= tile:
+            msg = f"must be less than half the tile ({tile} px)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("stretch")
+    @classmethod
+    def _check_stretch(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 100.0):
+            msg = "expected two percentiles 0 <= low < high <= 100"
+            raise ValueError(msg)
+        return value
+
+
+class InferConfig(OptionsModel):
+    """Decoding, outputs and batching of ``roofmap infer`` (``null`` values come from the model section)."""
+
+    section: ClassVar[str] = "infer"
+
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Keep lines with score above this (null: model.line_score_thres)."
+    )
+    junction_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Junction proposal threshold (null: model.eval_junc_thres)."
+    )
+    max_lines: int | None = Field(
+        None, ge=1, description="Keep the model's best this-many lines per image, before post-processing (null: all)."
+    )
+    postprocess: bool = Field(True, description="L-CNN duplicate/overlap removal in image pixels.")
+    postprocess_t: float = Field(
+        DEFAULT_POSTPROCESS_T, gt=0.0, lt=1.0, description="Post-processing factor t (tolerance t·image diagonal)."
+    )
+    outputs: tuple[OutputKind, ...] = Field(
+        OUTPUT_KINDS, min_length=1, description="Outputs to write per image: any of json, geojson, overlay."
+    )
+    geojson_junctions: bool = Field(True, description="Add the junctions to the GeoJSON as Point features.")
+    batch_size: int | None = Field(
+        None, ge=1, le=4096, description="Images (or tiles) per forward pass (null: model.batch_size_eval)."
+    )
+    workers: int = Field(2, ge=0, le=256, description="Background decoding threads (0: decode in the main thread).")
+    recursive: bool = Field(False, description="Descend into sub-folders of folder inputs.")
+    raster: RasterConfig = Field(default_factory=RasterConfig, description="Tiled inference on rasters.")
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _parse_outputs(cls, value: Any) -> Any:
+        value = _comma_separated(value)
+        if isinstance(value, (tuple, list)):
+            kinds = tuple(dict.fromkeys(str(v).strip().lower() for v in value))
+            unknown = [k for k in kinds if k not in OUTPUT_KINDS]
+            if unknown or not kinds:
+                msg = f"expected a comma-separated subset of {','.join(OUTPUT_KINDS)}"
+                raise ValueError(msg)
+            return kinds
+        return value
+
+
 class RootConfig(StrictModel):
     """The whole configuration file."""
 
@@ -197,3 +397,4 @@ class RootConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser and schedule.")
     loss: LossConfig = Field(default_factory=LossConfig, description="Loss weights and variants.")
     data: DataConfig = Field(default_factory=DataConfig, description="Dataset and augmentation.")
+    infer: InferConfig = Field(default_factory=InferConfig, description="Inference: decoding, outputs, tiling.")

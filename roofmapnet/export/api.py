@@ -70,7 +70,7 @@ def export_checkpoint(
 
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
-        raise RoofMapError(f"--format {fmt}: expected one of {', '.join(FORMATS)}", exit_code=2)
+        raise RoofMapError(f"format {fmt}: expected one of {', '.join(FORMATS)}", exit_code=2, fields="format")
     precision = export_precision(precision)
     out = Path(out)
     dev = resolve_device(device)

@@ -78,11 +78,11 @@ def check_trace_device(precision: str, device: torch.device, image_size: int) ->
     """
     if precision == "fp16" and device.type == "cpu" and image_size > MAX_CPU_HALF_SIZE:
         msg = (
-            f"--precision fp16: tracing runs the half-precision network once, and PyTorch's CPU half-precision "
+            f"precision fp16: tracing runs the half-precision network once, and PyTorch's CPU half-precision "
             f"convolutions are ~100x slower than fp32 (hours at {image_size}x{image_size}); export with "
-            "--device cuda, or use --precision fp32 (or the fp16 state-dict)"
+            "device cuda, or use precision fp32 (or the fp16 state-dict)"
         )
-        raise RoofMapError(msg, exit_code=2)
+        raise RoofMapError(msg, exit_code=2, fields=("precision", "device"))
 
 
 def trace_thresholds(device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +149,7 @@ def export_onnx(
     out = Path(out)
     precision = export_precision(precision)
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise RoofMapError(f"--opset {opset}: must be between {MIN_OPSET} and {MAX_OPSET}", exit_code=2)
+        raise RoofMapError(f"opset {opset}: must be between {MIN_OPSET} and {MAX_OPSET}", exit_code=2, fields="opset")
     was_training = model.training
     try:
         pipe, example, sthr, jthr = trace_inputs(model, cfg, precision, "export_onnx")

@@ -259,8 +259,8 @@ def export_config(cfg: RootConfig, max_junctions: int | None = None) -> RootConf
         return cfg
     limit = cfg.model.n_dyn_junc
     if not 2 <= max_junctions <= limit:
-        msg = f"--max-junctions {max_junctions}: must be between 2 and model.n_dyn_junc ({limit})"
-        raise RoofMapError(msg, exit_code=2)
+        msg = f"max_junctions {max_junctions}: must be between 2 and model.n_dyn_junc ({limit})"
+        raise RoofMapError(msg, exit_code=2, fields="max_junctions")
     data = cfg.model_dump(mode="json")
     data["model"]["n_dyn_junc"] = max_junctions
     return RootConfig.model_validate(data)

@@ -3,11 +3,11 @@
 
 An :class:`ExportedModel` has the model's ``predict(images, image_sizes, *, max_lines, junction_threshold,
 score_threshold)`` signature on *normalised* images (what :func:`roofmapnet.inference.images.prepare_image`
-returns), plus ``to(device)`` / ``eval()``, so :class:`roofmapnet.inference.predictor.Predictor` runs it unchanged
-and the same writers produce the same JSON / GeoJSON / overlays::
+returns), so it is a :class:`~roofmapnet.models.outputs.WireframeModel`: :class:`roofmapnet.inference.predictor.Predictor`
+runs it unchanged and the same writers produce the same JSON / GeoJSON / overlays::
 
     model, cfg = load_exported_model("roofmapnet.onnx")
-    predictor = Predictor(model, cfg, device="cpu", checkpoint="roofmapnet.onnx")   # type: ignore[arg-type]
+    predictor = Predictor(model, cfg, device="cpu", checkpoint="roofmapnet.onnx")
 
 The normalised images are mapped back to 0-255 pixels (``x·stddev + mean``, about one float32 ulp from the
 original) and fed to the graph, whose outputs (network-input pixels, (x, y)) are turned back into heatmap (y, x)
@@ -111,7 +111,7 @@ class ExportedModel(ABC):
         return self.info.config
 
     def to(self, device: str | torch.device) -> ExportedModel:
-        """No-op (for :class:`~roofmapnet.inference.predictor.Predictor`); the runtime device is fixed at load."""
+        """No-op: the runtime device is fixed at load."""
         return self
 
     def eval(self) -> ExportedModel:

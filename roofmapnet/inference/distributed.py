@@ -3,7 +3,10 @@
 Every process (rank) discovers the same inputs in the same order, so image ``i`` has the same output name
 everywhere; rank ``r`` of ``N`` processes images ``r, r+N, r+2N, ...`` (:class:`ShardSampler`: a strided
 split *without* the padding duplicates of ``DistributedSampler``), so each output is written exactly once,
-by one process, atomically.  At the end the ranks exchange their per-image outcomes
+by one process, atomically.  The shard is cut into batches by the same
+:func:`~roofmapnet.inference.batching.batched` as the single-process path, decoded by ``workers`` DataLoader
+processes per rank, and each batch is predicted and written by
+:func:`~roofmapnet.inference.runner.process_batch`.  At the end the ranks exchange their per-image outcomes
 (``torch.distributed.all_gather_object``) so every rank returns the same :class:`InferReport` and the same
 exit code; only global rank 0 should print it.
 
@@ -23,16 +26,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from roofmapnet.inference.images import SkippedInput, output_stems
-from roofmapnet.inference.predictor import (
-    ImageResult,
-    InferOptions,
-    InferReport,
-    LoadedImage,
-    Predictor,
-    prepare_out_dir,
-)
-from roofmapnet.inference.writers import RunInfo
+from roofmapnet.config.schema import InferConfig
+from roofmapnet.inference.batching import batched
+from roofmapnet.inference.images import output_stems
+from roofmapnet.inference.outputs.writers import RunInfo
+from roofmapnet.inference.predictor import Predictor
+from roofmapnet.inference.runner import discover, image_files, prepare_out_dir, process_batch, run_info
+from roofmapnet.inference.types import InferReport, LoadedImage, Outcome
 
 #: ``--strategy`` values that run the Lightning predict loop.
 STRATEGIES: tuple[str, ...] = ("ddp",)
@@ -60,11 +60,30 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class ShardBatches(Sampler[list[int]]):
+    """A rank's shard cut into batches by :func:`~roofmapnet.inference.batching.batched` (a DataLoader batch sampler).
+
+    Args:
+        shard: the rank's indices.
+        size: images per batch.
+    """
+
+    def __init__(self, shard: ShardSampler, size: int) -> None:
+        self.shard = shard
+        self.size = size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return batched(iter(self.shard), self.size)
+
+    def __len__(self) -> int:
+        return -(-len(self.shard) // self.size)
+
+
 def _as_list(items: list[LoadedImage]) -> list[LoadedImage]:
     return items
 
 
-Outcome = tuple[int, ImageResult | SkippedInput]
+IndexedOutcome = tuple[int, Outcome]
 
 
 class PredictWriter(pl.LightningModule):
@@ -83,37 +102,41 @@ class PredictWriter(pl.LightningModule):
         predictor: Predictor,
         paths: Sequence[Path],
         out_dir: Path,
-        options: InferOptions,
+        options: InferConfig,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(predictor.model, torch.nn.Module):
+            msg = "multi-process inference runs an eager RoofMapNet, not an exported model"
+            raise TypeError(msg)
         self.net = predictor.model
         self.predictor = predictor
         self.paths = list(paths)
         self.stems = output_stems(self.paths)
         self.out_dir = out_dir
         self.options = options
-        self.info: RunInfo = predictor.run_info(options)
+        self.info: RunInfo = run_info(predictor, options)
         self.progress = progress
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[IndexedOutcome] = []
         self.model_seconds = 0.0
         self._shard_size = 0
 
     def predict_dataloader(self) -> DataLoader[Any]:
-        """The rank's shard of the images, decoded by ``options.workers`` loader processes."""
-        dataset = self.predictor.dataset(self.paths, self.options)
+        """The rank's shard of the images in batches, decoded by ``options.workers`` loader processes."""
+        dataset = image_files(self.predictor, self.paths, self.options)
         sampler = ShardSampler(len(dataset), self.global_rank, self.trainer.world_size)
         self._shard_size = len(sampler)
+        size = self.options.batch_size or self.predictor.cfg.model.batch_size_eval
         return DataLoader(
             dataset,  # type: ignore[arg-type]
-            batch_size=self.options.batch_size or self.predictor.cfg.model.batch_size_eval,
-            sampler=sampler,
+            batch_sampler=ShardBatches(sampler, size),
             num_workers=self.options.workers,
             collate_fn=_as_list,
         )
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Keep the batch as is: :meth:`Predictor.predict` moves the stacked images itself."""
+        """Keep the batch as is: :meth:`Predictor.predict <roofmapnet.inference.predictor.Predictor.predict>` moves
+        the stacked images itself."""
         return batch
 
     def on_predict_start(self) -> None:
@@ -123,7 +146,7 @@ class PredictWriter(pl.LightningModule):
 
     def predict_step(self, batch: list[LoadedImage], batch_idx: int) -> None:
         """Predict and write one batch; outcomes are kept for the summary."""
-        futures = self.predictor.process_batch(batch, self.stems, self.out_dir, self.options, self.info)
+        futures = process_batch(self.predictor, batch, self.stems, self.out_dir, self.options, self.info)
         self.outcomes.extend((item.index, f.result()) for item, f in zip(batch, futures, strict=True))
         if self.progress is not None:
             self.progress(len(self.outcomes), self._shard_size)
@@ -142,7 +165,7 @@ def run_distributed(
     predictor: Predictor,
     inputs: Sequence[str | Path],
     out_dir: str | Path,
-    options: InferOptions,
+    options: InferConfig,
     *,
     devices: int,
     strategy: str = "ddp",
@@ -163,7 +186,7 @@ def run_distributed(
         The same merged report on every rank; :attr:`InferReport.global_rank` says which rank this is.
     """
     start = time.perf_counter()
-    paths, skipped = predictor.discover(inputs, options, out_dir)
+    paths, skipped = discover(inputs, options, predictor.cfg, out_dir)
     out = prepare_out_dir(out_dir)
     device = predictor.device
     accelerator = "gpu" if device.type == "cuda" else "cpu"
@@ -177,7 +200,7 @@ def run_distributed(
         accelerator=accelerator,
         devices=device_arg,
         strategy=strategy,
-        precision="32-true",
+        precision="32-true",  # autocast, if any, is the predictor's
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -194,10 +217,7 @@ def run_distributed(
         trainer.predict(module, return_predictions=False)
     report = InferReport(out_dir=out, failed=list(skipped), global_rank=trainer.global_rank)
     for _, outcome in sorted(module.outcomes, key=lambda o: o[0]):
-        if isinstance(outcome, ImageResult):
-            report.results.append(outcome)
-        else:
-            report.failed.append(outcome)
+        report.add(outcome)
     report.seconds = time.perf_counter() - start
     report.model_seconds = module.model_seconds
     return report

@@ -59,6 +59,7 @@ from torch.nn import functional as F
 from roofmapnet.config.schema import ImageConfig
 from roofmapnet.data.resize import ResizeGeometry
 from roofmapnet.errors import DataError
+from roofmapnet.inference.types import SkippedInput
 
 #: Image suffixes used when no config is given (the default of ``cfg.data.image_extensions``).
 DEFAULT_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -66,14 +67,6 @@ DEFAULT_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".
 _GLOB_CHARS = frozenset("*?[")
 _HIGH_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 _CONVERT_MODES = frozenset({"P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"})
-
-
-@dataclass(frozen=True)
-class SkippedInput:
-    """An input that was not processed, and why (shown in the summary table)."""
-
-    path: str
-    reason: str
 
 
 @dataclass

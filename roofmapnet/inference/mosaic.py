@@ -78,7 +78,7 @@ def build_vrt(paths: Sequence[str | Path]) -> tuple[str, MosaicIndex]:
     Raises:
         DataError: no member, an unreadable member, or members that do not share one grid.
     """
-    from roofmapnet.inference.geo import require_rasterio
+    from roofmapnet.inference.raster.source import require_rasterio
 
     if not paths:
         msg = "a mosaic needs at least one raster"

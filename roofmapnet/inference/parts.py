@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 
 from roofmapnet.errors import DataError
-from roofmapnet.inference.tiling import TileDetections
+from roofmapnet.inference.types import TileDetections
 from roofmapnet.inference.vectors import VectorFrame, VectorLayer, require_pyogrio, write_vectors
 
 #: Suffix of a partial result.

@@ -47,10 +47,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from roofmapnet.config.schema import DEFAULT_POSTPROCESS_T  # the factor used for AP^H and for visualisation
+
 #: The three L-CNN post-processing factors ``t`` (τ = t·image diagonal); 0.010 is the one used for AP^H.
 POSTPROCESS_T_VALUES: tuple[float, float, float] = (0.006, 0.010, 0.015)
-#: The factor used for AP^H and for visualisation.
-DEFAULT_POSTPROCESS_T: float = 0.010
 
 # pline()/plambda() divide by max(1e-9, |q - p|²); at or below this a line counts as degenerate for the pre-filter.
 _DEGENERATE_SQ = 1e-9
@@ -78,6 +78,11 @@ def postprocess_wireframe_threshold(diag: float, t: float = DEFAULT_POSTPROCESS_
     if not (math.isfinite(t) and t >= 0):
         raise ValueError(f"t must be a finite non-negative number, got {t}")
     return float(t) * float(diag)
+
+
+def postprocess_threshold_px(t: float, width: int, height: int) -> float:
+    """The L-CNN post-processing distance τ = t·√(W² + H²) in image pixels."""
+    return postprocess_wireframe_threshold(math.hypot(width, height), t)
 
 
 def _pline(x1: float, y1: float, x2: float, y2: float, x: float, y: float) -> float:

@@ -432,7 +432,7 @@ def wireframe_layers(
         scores: ``[L]`` line scores.
         junctions_px: ``[J, 2]`` junctions (raster pixels).
         junction_scores: ``[J]``.
-        georef: the raster's :class:`~roofmapnet.inference.geo.Georeference` (identity: pixel frame).
+        georef: the raster's :class:`~roofmapnet.inference.raster.source.Georeference` (identity: pixel frame).
         pieces: ``[L]`` tile detections merged into each line.
         tiles: ``[L]`` id of the tile that owns each line (``-1``: none).
         sources: ``[L]`` name of the source file of each line (a mosaic's tile file).

@@ -11,19 +11,28 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from roofmapnet.models.loading import load_model, load_state_dict_file
-    from roofmapnet.models.outputs import HeadOutputs, LineSamples, Wireframe
+    from roofmapnet.models.outputs import HeadOutputs, LineSamples, Wireframe, WireframeModel
     from roofmapnet.models.roofmapnet import RoofMapNet
 
 _EXPORTS = {
     "HeadOutputs": "roofmapnet.models.outputs",
     "LineSamples": "roofmapnet.models.outputs",
     "Wireframe": "roofmapnet.models.outputs",
+    "WireframeModel": "roofmapnet.models.outputs",
     "RoofMapNet": "roofmapnet.models.roofmapnet",
     "load_model": "roofmapnet.models.loading",
     "load_state_dict_file": "roofmapnet.models.loading",
 }
 
-__all__ = ["HeadOutputs", "LineSamples", "RoofMapNet", "Wireframe", "load_model", "load_state_dict_file"]
+__all__ = [
+    "HeadOutputs",
+    "LineSamples",
+    "RoofMapNet",
+    "Wireframe",
+    "WireframeModel",
+    "load_model",
+    "load_state_dict_file",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,7 +6,9 @@ Conventions (docs/architecture.md): points are (y, x) in heatmap space with pixe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -109,3 +111,25 @@ class Wireframe:
     def junctions_xy(self) -> np.ndarray:
         """[J, 2] ``x, y`` junctions in image pixels."""
         return self.junctions_image.numpy()[:, ::-1].copy().reshape(-1, 2)
+
+
+class WireframeModel(Protocol):
+    """Anything that parses wireframes the way :meth:`RoofMapNet.predict
+    <roofmapnet.models.roofmapnet.RoofMapNet.predict>` does: the eager model, and the exported ONNX /
+    TorchScript runtimes (:class:`roofmapnet.export.runtime.ExportedModel`).
+
+    ``images`` are normalised network inputs [B, 3, S, S]; each returned :class:`Wireframe` is in heatmap
+    (y, x) coordinates with ``image_size`` from ``image_sizes`` (default: the network input size).
+    """
+
+    def predict(
+        self,
+        images: Tensor,
+        image_sizes: Sequence[tuple[int, int]] | None = None,
+        *,
+        max_lines: int | None = None,
+        junction_threshold: float | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Wireframe]:
+        """Wireframes of a batch of normalised images."""
+        ...

@@ -103,14 +103,14 @@ def parse_precision(value: str | int | Precision, choices: Collection[Precision]
     ``16-mixed``, ``auto``; case-insensitive) → a :class:`Precision` among ``choices``.
 
     Raises:
-        ConfigError: (exit code 2) an unknown spelling or one outside ``choices``.
+        ConfigError: (exit code 2) an unknown spelling or one outside ``choices`` (naming the field ``precision``).
     """
     if isinstance(value, Precision):
         found: Precision | None = value
     else:
         found = PRECISION_ALIASES.get(str(value).strip().lower())
     if found is None or found not in choices:
-        raise ConfigError([f"--precision {value}: expected one of {', '.join(_spellings(choices))}"])
+        raise ConfigError([f"precision {value}: expected one of {', '.join(_spellings(choices))}"], fields="precision")
     return found
 
 
@@ -126,15 +126,15 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     try:
         dev = torch.device(text)
     except RuntimeError:
-        raise RoofMapError(f"--device {spec}: expected auto, cpu, cuda or cuda:N", exit_code=2) from None
+        raise RoofMapError(f"device {spec}: expected auto, cpu, cuda or cuda:N", exit_code=2, fields="device") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RoofMapError(f"--device {spec}: CUDA is not available on this machine", exit_code=2)
+            raise RoofMapError(f"device {spec}: CUDA is not available on this machine", exit_code=2, fields="device")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            msg = f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
-            raise RoofMapError(msg, exit_code=2)
+            msg = f"device {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
+            raise RoofMapError(msg, exit_code=2, fields="device")
     elif dev.type != "cpu":
-        raise RoofMapError(f"--device {spec}: expected auto, cpu, cuda or cuda:N", exit_code=2)
+        raise RoofMapError(f"device {spec}: expected auto, cpu, cuda or cuda:N", exit_code=2, fields="device")
     return dev
 
 
@@ -156,7 +156,7 @@ def resolve_precision(precision: str | int | Precision, device: torch.device) ->
     """The autocast dtype of ``precision`` on ``device`` (``None`` = plain fp32), plus an optional notice.
 
     ``fp32``: fp32.  ``bf16``: bf16 autocast (CPU or CUDA).  ``fp16``: fp16 autocast on CUDA; elsewhere fp32,
-    with a notice.  ``auto``: :func:`choose_precision`.
+    with a notice (naming the field ``precision``).  ``auto``: :func:`choose_precision`.
 
     Raises:
         ConfigError: (exit code 2) for an unknown value.
@@ -167,7 +167,7 @@ def resolve_precision(precision: str | int | Precision, device: torch.device) ->
     if p is Precision.fp32:
         return None, None
     if p is Precision.fp16 and device.type != "cuda":
-        return None, f"--precision 16 (fp16 autocast) needs CUDA; running in fp32 on {device.type}"
+        return None, f"precision {precision} (fp16 autocast) needs CUDA; running in fp32 on {device.type}"
     return p.dtype, None
 
 

@@ -157,7 +157,8 @@ class _KnownLines(torch.nn.Module):
 @pytest.mark.parametrize("hw", [(65, 400), (400, 65), (97, 1431), (256, 256)])
 @pytest.mark.parametrize("mode", ["stretch", "letterbox"])
 def test_inference_maps_predictions_back_to_image_pixels_exactly(hw: tuple[int, int], mode: str) -> None:
-    from roofmapnet.inference.predictor import InferOptions, Predictor
+    from roofmapnet.config.schema import InferConfig
+    from roofmapnet.inference.predictor import Predictor
 
     cfg = load_config(None, {"model.image_size": 64, "model.heatmap_size": 16, "model.depth": 2, "data.resize": mode})
     h, w = hw
@@ -166,7 +167,7 @@ def test_inference_maps_predictions_back_to_image_pixels_exactly(hw: tuple[int, 
     model = _KnownLines(lines_yx, mode, 64, 16)
     predictor = Predictor(model, cfg, "cpu")  # type: ignore[arg-type]
     image = np.full((h, w, 3), 180, np.uint8)
-    (wf,) = predictor.predict_images([image], InferOptions(postprocess=False))
+    (wf,) = predictor.predict_images([image], InferConfig(postprocess=False))
     np.testing.assert_allclose(wf.lines_xyxy(), lines_xy, rtol=0, atol=1e-5)
     np.testing.assert_allclose(wf.junctions_xy(), lines_xy[:, :2], rtol=0, atol=1e-5)
     # The network saw the image letterboxed: the padding is exactly 0 after normalisation.

@@ -12,7 +12,7 @@ pytest.importorskip("shapely")
 
 from roofmapnet.errors import DataError
 from roofmapnet.inference.parts import part_path, read_parts, write_part
-from roofmapnet.inference.tiling import TileDetections
+from roofmapnet.inference.types import TileDetections
 
 
 def _det(rng: np.random.Generator, tiles: list[int]) -> TileDetections:

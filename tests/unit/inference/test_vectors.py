@@ -15,7 +15,7 @@ rasterio = pytest.importorskip("rasterio")
 from roofmapnet.errors import DataError  # noqa: E402
 from roofmapnet.inference import vectors  # noqa: E402
 from roofmapnet.inference.facets import polygonize_wireframe  # noqa: E402
-from roofmapnet.inference.geo import Georeference  # noqa: E402
+from roofmapnet.inference.raster.source import Georeference  # noqa: E402
 from roofmapnet.utils.io import TMP_PREFIX  # noqa: E402
 
 # A 10 × 6 px hip roof (4 facets) on a 0.5 m Swiss LV95 grid.

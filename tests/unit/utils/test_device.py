@@ -64,7 +64,7 @@ def test_commands_share_the_vocabulary_within_their_choices() -> None:
     assert export_precision(Precision.fp32) == "fp32"
     assert (Precision.fp32, Precision.fp16) == EXPORT_PRECISIONS
     for bad, choices in (("bf16", EXPORT_PRECISIONS), ("auto", TRAIN_PRECISIONS), ("64", INFER_PRECISIONS)):
-        with pytest.raises(ConfigError, match=f"--precision {bad}: expected one of") as err:
+        with pytest.raises(ConfigError, match=f"^precision {bad}: expected one of") as err:
             parse_precision(bad, choices)
         assert err.value.exit_code == 2
 

@@ -3,7 +3,7 @@
 Every file is written atomically (:mod:`roofmapnet.utils.io`).  For ``OUT/<stem>``:
 
 ``<stem>.json``
-    The per-image JSON of :mod:`roofmapnet.inference.writers` with lines and junctions in **raster pixels**
+    The per-image JSON of :mod:`roofmapnet.inference.outputs.writers` with lines and junctions in **raster pixels**
     (origin top-left, x right, y down), plus ``pieces`` (tile detections merged into each line),
     ``georeference`` (CRS name, EPSG code, WKT, the six affine coefficients), ``raster`` (reader, bands, data
     type, rescaling) and ``tiling`` (tile, overlap, tiles, merge tolerances).  ``postprocess.threshold_px`` is
@@ -12,16 +12,16 @@ Every file is written atomically (:mod:`roofmapnet.utils.io`).  For ``OUT/<stem>
 ``<stem>.geojson`` (georeferenced raster)
     An RFC 7946 ``FeatureCollection``: one ``LineString`` per line (``kind: "line"``, ``index`` into the JSON's
     lines, ``score``, ``pieces``) and one ``Point`` per junction (``kind: "junction"``, ``index``, ``score``),
-    in **map coordinates** from the raster's transform.  ``--crs wgs84`` (default): transformed to WGS 84
+    in **map coordinates** from the raster's transform.  ``crs: wgs84`` (default): transformed to WGS 84
     longitude / latitude (PROJ, bundled with rasterio), 9 decimals (0.1 mm), no ``crs`` member, as RFC 7946
-    requires.  ``--crs native``: kept in the raster's CRS with the (pre-RFC 7946) ``crs`` member
+    requires.  ``crs: native``: kept in the raster's CRS with the (pre-RFC 7946) ``crs`` member
     ``{"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::<code>"}}`` (the WKT when the CRS has no
     EPSG code), which GDAL / QGIS read; decimals = 1/1000 of a pixel.  A raster with a transform but no CRS
     gets native coordinates without a ``crs`` member.  ``bbox`` covers all positions.  For a raster that is not
-    georeferenced (a plain image tiled with ``--tile``) the GeoJSON is the pixel-coordinate one of
-    :func:`roofmapnet.inference.writers.geojson_record`.
+    georeferenced (a plain image tiled with ``tile_all``) the GeoJSON is the pixel-coordinate one of
+    :func:`roofmapnet.inference.outputs.writers.geojson_record`.
 
-``<stem>.gpkg`` (georeferenced raster, ``--gpkg``, default on)
+``<stem>.gpkg`` (georeferenced raster, ``gpkg``, default on)
     An OGC GeoPackage 1.3 (a SQLite file) written with the standard library's ``sqlite3``: no binary
     dependency.  Layers ``lines`` (``LINESTRING``; ``score`` REAL, ``pieces`` INTEGER) and ``junctions``
     (``POINT``; ``score`` REAL), in the raster's CRS (``gpkg_spatial_ref_sys`` row from its EPSG code and WKT;
@@ -30,7 +30,7 @@ Every file is written atomically (:mod:`roofmapnet.utils.io`).  For ``OUT/<stem>
     for lines, none for points, then ISO WKB) built for all features at once with numpy.
 
 ``<stem>_overlay.png``
-    :func:`roofmapnet.inference.writers.render_overlay` on a preview of the raster whose longer side is at most
+    :func:`roofmapnet.inference.outputs.writers.render_overlay` on a preview of the raster whose longer side is at most
     :data:`OVERLAY_MAX_SIDE` pixels (a decimated read: the raster is never loaded whole).
 """
 
@@ -41,25 +41,25 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import numpy as np
+import torch
 
-from roofmapnet.inference.geo import Georeference, RasterSource
-from roofmapnet.inference.writers import (
+from roofmapnet.config.schema import InferConfig
+from roofmapnet.inference.outputs.writers import (
     OUTPUT_SUFFIXES,
     RunInfo,
     geojson_record,
-    postprocess_threshold_px,
     prediction_record,
     write_json,
     write_overlay,
 )
+from roofmapnet.inference.postprocess import postprocess_threshold_px
+from roofmapnet.inference.raster.source import Georeference, RasterSource
+from roofmapnet.inference.types import MergedWireframe
+from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import atomic_open, atomic_path
-
-if TYPE_CHECKING:
-    from roofmapnet.inference.predictor import InferOptions
-    from roofmapnet.inference.tiling import MergedWireframe, RasterOptions, RasterPrediction
 
 #: Suffix of the GeoPackage output.
 GPKG_SUFFIX: Final = ".gpkg"
@@ -145,7 +145,7 @@ def _round(values: np.ndarray, decimals: int) -> list[Any]:
 
 
 def _dumps(value: Any) -> str:
-    """Compact, strict JSON (no NaN), as :func:`roofmapnet.inference.writers.write_json`."""
+    """Compact, strict JSON (no NaN), as :func:`roofmapnet.inference.outputs.writers.write_json`."""
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
@@ -466,47 +466,44 @@ def write_geopackage(
 
 
 # ------------------------------------------------------------------------------------------------ all outputs
+def merged_to_wireframe(merged: MergedWireframe, size: tuple[int, int] | None = None) -> Wireframe:
+    """``merged`` as a :class:`Wireframe` whose image frame is the raster (or ``size`` = (H, W), e.g. a preview)."""
+    xy = merged.lines.reshape(-1, 2, 2)
+    yx = torch.from_numpy(xy[:, :, ::-1].copy())  # copy: positive strides even when empty
+    junc = torch.from_numpy(merged.junctions.reshape(-1, 2)[:, ::-1].copy())
+    return Wireframe(
+        lines=yx.to(torch.float64),
+        scores=torch.from_numpy(merged.scores.astype(np.float64)),
+        junctions=junc.to(torch.float64),
+        junction_scores=torch.from_numpy(merged.junction_scores.astype(np.float64)),
+        heatmap_size=(merged.height, merged.width),
+        image_size=size or (merged.height, merged.width),
+    )
+
+
 def raster_json(
-    prediction: RasterPrediction, source: RasterSource, info: RunInfo, options: InferOptions
+    merged: MergedWireframe, source: RasterSource, info: RunInfo, options: InferConfig, tiling: dict[str, Any]
 ) -> dict[str, Any]:
-    """The per-raster JSON document (raster pixels, plus georeference, reader and tiling records)."""
-    doc, streamed = _raster_json_parts(prediction, source, info, options)
+    """The per-raster JSON document (raster pixels, plus georeference, reader and ``tiling`` records)."""
+    doc, streamed = _raster_json_parts(merged, source, info, options, tiling)
     for key, items in streamed.items():
         doc[key] = json.loads("[" + ",".join(t for t in items() if t) + "]")
     return doc
 
 
 def _raster_json_parts(
-    prediction: RasterPrediction, source: RasterSource, info: RunInfo, options: InferOptions
+    merged: MergedWireframe, source: RasterSource, info: RunInfo, options: InferConfig, tiling: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Callable[[], Iterator[str]]]]:
     """The JSON skeleton (big lists empty) and the generators of those lists' items."""
-    merged = prediction.merged
-    empty = type(merged)(
-        lines=np.zeros((0, 4)),
-        scores=np.zeros(0),
-        pieces=np.zeros(0, dtype=np.int64),
-        junctions=np.zeros((0, 2)),
-        junction_scores=np.zeros(0),
-        height=merged.height,
-        width=merged.width,
-    )
-    doc = prediction_record(empty.to_wireframe(), source.path, info)
-    tile = prediction.grid.tile
+    empty = MergedWireframe.empty(merged.height, merged.width)
+    doc = prediction_record(merged_to_wireframe(empty), source.path, info)
+    tile = int(tiling["tile"])
     if options.postprocess:
         doc["postprocess"]["threshold_px"] = round(postprocess_threshold_px(options.postprocess_t, tile, tile), 3)
     doc["pieces"] = []
     doc["georeference"] = source.georef.record() if source.georef.georeferenced else None
     doc["raster"] = source.description
-    params = prediction.params
-    doc["tiling"] = {
-        **prediction.stats.record(),
-        "merge": {
-            "distance_px": params.distance,
-            "gap_px": params.gap,
-            "border_px": params.border,
-            "angle_deg": params.angle_deg,
-        },
-    }
+    doc["tiling"] = tiling
     streamed: dict[str, Callable[[], Iterator[str]]] = {
         "lines": lambda: _array_items(merged.lines, _PIXEL_DECIMALS),
         "scores": lambda: _array_items(merged.scores, _SCORE_DECIMALS),
@@ -520,19 +517,30 @@ def _raster_json_parts(
 def write_raster_outputs(
     out_dir: str | Path,
     stem: str,
-    prediction: RasterPrediction,
+    merged: MergedWireframe,
     source: RasterSource,
     info: RunInfo,
-    options: InferOptions,
-    raster: RasterOptions,
+    options: InferConfig,
+    *,
+    tiling: dict[str, Any],
 ) -> list[Path]:
-    """Write the outputs of one tiled raster (module docstring); returns the files written."""
+    """Write the outputs of one tiled raster (module docstring); returns the files written.
+
+    Args:
+        out_dir: output folder.
+        stem: base name of the files.
+        merged: the raster's merged wireframe (raster pixels).
+        source: the raster it came from (georeference, reader record, preview).
+        info: the run's record.
+        options: which outputs, GeoJSON junctions, post-processing, and ``raster.crs`` / ``raster.gpkg``.
+        tiling: the JSON's ``tiling`` object (at least ``tile``).
+    """
     out = Path(out_dir)
-    merged = prediction.merged
+    raster = options.raster
     georef = source.georef
     written: list[Path] = []
     if "json" in options.outputs:
-        doc, streamed = _raster_json_parts(prediction, source, info, options)
+        doc, streamed = _raster_json_parts(merged, source, info, options, tiling)
         written.append(write_json_streamed(out / f"{stem}{OUTPUT_SUFFIXES['json']}", doc, streamed))
     if "geojson" in options.outputs:
         path = out / f"{stem}{OUTPUT_SUFFIXES['geojson']}"
@@ -543,12 +551,12 @@ def write_raster_outputs(
                 )
             )
         else:
-            doc = geojson_record(merged.to_wireframe(), source.path, junctions=options.geojson_junctions)
+            doc = geojson_record(merged_to_wireframe(merged), source.path, junctions=options.geojson_junctions)
             written.append(write_json(path, doc))
     if raster.gpkg and georef.georeferenced:
         written.append(write_geopackage(out / f"{stem}{GPKG_SUFFIX}", merged, georef, name=stem))
     if "overlay" in options.outputs:
         preview = source.preview(OVERLAY_MAX_SIDE)
-        wf = merged.to_wireframe(size=(int(preview.shape[0]), int(preview.shape[1])))
+        wf = merged_to_wireframe(merged, size=(int(preview.shape[0]), int(preview.shape[1])))
         written.append(write_overlay(out / f"{stem}{OUTPUT_SUFFIXES['overlay']}", preview, wf, info.threshold))
     return written

@@ -2,7 +2,7 @@
 
 Large orthophotos are never read whole: :class:`RasterioSource` reads one window (one tile) at a time with
 rasterio (the optional ``geo`` extra: ``pip install 'roofmapnet[geo]'``), so the memory used for pixels is bounded
-by the tiles in flight, whatever the raster size.  Plain images tiled with ``--tile`` are decoded once by Pillow
+by the tiles in flight, whatever the raster size.  Plain images tiled (``infer.raster.tile_all``) are decoded once by Pillow
 (:func:`roofmapnet.inference.images.read_image`) and served by :class:`ArraySource`.
 
 Which files need rasterio (:func:`needs_raster_reader`)
@@ -13,7 +13,7 @@ Which files need rasterio (:func:`needs_raster_reader`)
     works without rasterio and without decoding pixels; without the extra such a file is reported with the
     command that installs it.
 
-Band selection (``--bands``)
+Band selection (``infer.raster.bands``)
     1-based band indexes, one band (grey, replicated to RGB) or three (R, G, B in that order).  Default: the
     bands whose colour interpretation is red, green and blue; else bands 1, 2, 3; else band 1.  A palette
     band is expanded through its colour table.
@@ -30,7 +30,7 @@ Nodata
     A pixel is nodata when any selected band says so through GDAL's mask (the band's nodata value, an internal
     or external mask, an alpha band) or, for floating-point bands, when it is NaN or infinite.  The tiling
     engine fills nodata pixels with the normalisation mean (a zero network input), skips tiles with no valid
-    pixel and drops detections that lie on nodata (:mod:`roofmapnet.inference.tiling`).
+    pixel and drops detections that lie on nodata (:mod:`roofmapnet.inference.raster.run`).
 
 Georeferencing (:class:`Georeference`)
     The raster's affine transform maps continuous pixel coordinates (pixel edges at integers, as everywhere
@@ -51,6 +51,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from roofmapnet.config.schema import DEFAULT_STRETCH, check_bands
 from roofmapnet.errors import DataError
 from roofmapnet.inference.images import read_image
 
@@ -69,10 +70,11 @@ WORLD_FILE_SUFFIXES: Final = (".tfw", ".tifw", ".tiffw", ".wld")
 #: GeoTIFF tags: ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory.
 GEOTIFF_TAGS: Final = frozenset({33550, 33922, 34264, 34735})
 #: Percentiles of the default stretch of non-8-bit bands.
-DEFAULT_STRETCH: Final = (2.0, 98.0)
 #: Longest side of the decimated read used for the stretch statistics.
 STATS_MAX_SIDE: Final = 1024
 
+#: The option a band selection comes from (named in messages).
+BANDS_FIELD: Final = "infer.raster.bands"
 _IDENTITY: Final = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 _METRES_PER_DEGREE: Final = 111_319.490793  # WGS 84 equatorial arc of one degree
 
@@ -160,38 +162,6 @@ def require_rasterio(path: str | Path) -> ModuleType:
         )
         raise DataError(msg) from None
     return rasterio
-
-
-def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    """``"1,2,3"`` → ``(1, 2, 3)``; ``None`` or empty → ``None`` (the default band rule).
-
-    Raises:
-        ValueError: for a non-integer, a band below 1, or a count other than 1 or 3.
-    """
-    if text is None or not text.strip():
-        return None
-    try:
-        bands = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        msg = f"--bands {text}: expected 1-based band numbers separated by commas, e.g. 1,2,3"
-        raise ValueError(msg) from None
-    check_bands(bands)
-    return bands
-
-
-def check_bands(bands: tuple[int, ...]) -> None:
-    """Validate a band selection (one or three bands, each ≥ 1).
-
-    Raises:
-        ValueError: with a one-line message naming ``--bands``.
-    """
-    text = ",".join(str(b) for b in bands)
-    if len(bands) not in (1, 3):
-        msg = f"--bands {text}: give one band (grey) or three (red,green,blue), got {len(bands)}"
-        raise ValueError(msg)
-    if min(bands) < 1:
-        msg = f"--bands {text}: band numbers start at 1"
-        raise ValueError(msg)
 
 
 # ------------------------------------------------------------------------------------------------ georeference
@@ -404,7 +374,7 @@ def _preview_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
 
 
 class ArraySource(RasterSource):
-    """An image held in memory (plain images tiled with ``--tile``); ``bands`` select among its R, G, B.
+    """An image held in memory (plain images tiled with ``infer.raster.tile_all``); ``bands`` select among its R, G, B.
 
     Args:
         path: the file the image came from.
@@ -417,13 +387,13 @@ class ArraySource(RasterSource):
             msg = f"{path}: expected an [H, W, 3] image, got shape {tuple(rgb.shape)}"
             raise DataError(msg)
         chosen = bands or (1, 2, 3)
+        text = f"{BANDS_FIELD} {','.join(map(str, chosen))}"
         try:
             check_bands(chosen)
         except ValueError as exc:
-            raise DataError(f"{path}: {exc}") from None
+            raise DataError(f"{path}: {text}: {exc}", fields=BANDS_FIELD) from None
         if max(chosen) > 3:
-            msg = f"{path}: --bands {','.join(map(str, chosen))}: the image has 3 bands (R, G, B)"
-            raise DataError(msg)
+            raise DataError(f"{path}: {text}: the image has 3 bands (R, G, B)", fields=BANDS_FIELD)
         super().__init__(
             path=Path(path),
             height=int(rgb.shape[0]),
@@ -518,13 +488,13 @@ class RasterioSource(RasterSource):
     def _choose_bands(path: Path, ds: Any, bands: tuple[int, ...] | None, colour: Any) -> tuple[int, ...]:
         count = int(ds.count)
         if bands is not None:
+            text = f"{BANDS_FIELD} {','.join(map(str, bands))}"
             try:
                 check_bands(bands)
             except ValueError as exc:
-                raise DataError(f"{path}: {exc}") from None
+                raise DataError(f"{path}: {text}: {exc}", fields=BANDS_FIELD) from None
             if max(bands) > count:
-                msg = f"{path}: --bands {','.join(map(str, bands))}: the raster has {count} band(s)"
-                raise DataError(msg)
+                raise DataError(f"{path}: {text}: the raster has {count} band(s)", fields=BANDS_FIELD)
             return bands
         interp = list(ds.colorinterp)
         rgb = [colour.red, colour.green, colour.blue]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +42,13 @@ import numpy as np
 from PIL import Image
 
 from roofmapnet import __version__
-from roofmapnet.config.schema import ModelConfig
-from roofmapnet.inference.postprocess import postprocess_wireframe_threshold
+from roofmapnet.config.schema import OUTPUT_KINDS, ModelConfig
+from roofmapnet.inference.postprocess import postprocess_threshold_px
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import atomic_path, atomic_write_text
 
 COORDINATE_SYSTEM: Final = "image pixels, origin top-left, x right, y down"
 #: Output kinds accepted by ``--outputs``, in writing order.
-OUTPUT_KINDS: Final = ("json", "geojson", "overlay")
 OUTPUT_SUFFIXES: Final = {"json": ".json", "geojson": ".geojson", "overlay": "_overlay.png"}
 
 _COORD_DECIMALS = 3
@@ -103,11 +101,6 @@ class RunInfo:
             "config": self.model_summary(),
             "roofmapnet_version": __version__,
         }
-
-
-def postprocess_threshold_px(t: float, width: int, height: int) -> float:
-    """The L-CNN post-processing distance τ = t·√(W² + H²) in image pixels."""
-    return postprocess_wireframe_threshold(math.hypot(width, height), t)
 
 
 def _round(values: np.ndarray, decimals: int) -> list[Any]:

@@ -145,7 +145,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
             resume(run, **common)
         else:
             say(f"[3/6] train: small preset, budget {options.minutes:g} min → {run}")
-            train(cfg=cfg, precision="32", **common)
+            run = train(cfg=cfg, precision="32", **common).run_dir  # the next free name if `run` holds a run
         _mark(out, "train")
     # Validate, infer and export the checkpoint of the best validation sAP10: the time budget stops training
     # mid-epoch, after the last validation, so last.ckpt is not the one validation vouches for.

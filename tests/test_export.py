@@ -487,13 +487,16 @@ def test_cli_onnx_parity_failure_exits_1_and_keeps_the_file(
 ) -> None:
     official = tmp_path / "official.pth"
     torch.save(model.state_dict(), official)
-    # A tolerance no float pipeline can meet (onnxruntime's kernels differ from torch's in the last bits).
-    monkeypatch.setitem(parity_mod.TOLERANCES, "fp32", Tolerance(score=0.0, coord=0.0))
+    # A tolerance no comparison can meet, whatever the CPU's kernels: every difference, even an exact 0, exceeds a
+    # negative bound.  Which check trips first (scores, junction ties, coordinates) depends on the last bits of
+    # onnxruntime's and torch's kernels (AVX2 and AVX-512/AMX differ), so the test asserts only what it means:
+    # parity failed, exit 1, the file is kept.
+    monkeypatch.setitem(parity_mod.TOLERANCES, "fp32", Tolerance(score=-1.0, coord=-1.0))
     out = tmp_path / "tiny.onnx"
     result = _cli(["-k", str(official), "-c", str(TINY_YAML), "-f", "onnx", "-o", str(out), "--opset", "17"])
     assert result.exit_code == 1, result.output
     assert "parity FAIL" in result.output
-    assert "FAIL max |Δscore|" in result.output
+    assert re.search(r"│\s*FAIL\s+\S", result.output), result.output  # a failed row, with its reason
     assert "parity failed on" in result.output
     assert f"{out} was written" in " ".join(result.output.split())
     assert out.is_file()

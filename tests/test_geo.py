@@ -27,7 +27,6 @@ from roofmapnet.cli.app import app
 from roofmapnet.config import RootConfig
 from roofmapnet.config.schema import InferConfig, RasterConfig
 from roofmapnet.errors import ConfigError, DataError, RoofMapError
-from roofmapnet.inference.outputs.geo import linestring_blobs, point_blobs
 from roofmapnet.inference.predictor import Predictor
 from roofmapnet.inference.raster.grid import TileGrid, clip_segments, resolve_tiling
 from roofmapnet.inference.raster.merge import MergeParams, merge_tiles
@@ -637,7 +636,7 @@ def test_geojson_wgs84_default_and_known_lines_at_map_coordinates(scene_run: tup
 
 
 def test_geojson_native_crs_member(scene_tif: Path, tmp_path: Path) -> None:
-    raster = RasterConfig(tile=TILE, overlap=OVERLAP, crs="native", gpkg=False)
+    raster = RasterConfig(tile=TILE, overlap=OVERLAP, crs="native", vector_formats=())
     report = run_inference(_predictor(), [scene_tif], tmp_path, _with(OPTS, raster))
     assert report.exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.geojson", "scene.json"]
@@ -674,9 +673,9 @@ def test_geopackage_layers_crs_and_geometries(scene_run: tuple[Path, Any]) -> No
     con = sqlite3.connect(out / "scene.gpkg")
     try:
         assert con.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 10300
+        assert con.execute("PRAGMA user_version").fetchone()[0] >= 10300  # GeoPackage 1.3 or later (GDAL: 1.4)
         contents = con.execute("SELECT table_name, data_type, srs_id FROM gpkg_contents ORDER BY table_name").fetchall()
-        assert contents == [("junctions", "features", EPSG), ("lines", "features", EPSG)]
+        assert contents == [("facets", "features", EPSG), ("junctions", "features", EPSG), ("lines", "features", EPSG)]
         srs = con.execute(
             "SELECT organization, organization_coordsys_id, definition FROM gpkg_spatial_ref_sys WHERE srs_id = ?",
             (EPSG,),
@@ -686,7 +685,7 @@ def test_geopackage_layers_crs_and_geometries(scene_run: tuple[Path, Any]) -> No
         cols = con.execute(
             "SELECT table_name, geometry_type_name, srs_id FROM gpkg_geometry_columns ORDER BY 1"
         ).fetchall()
-        assert cols == [("junctions", "POINT", EPSG), ("lines", "LINESTRING", EPSG)]
+        assert cols == [("facets", "POLYGON", EPSG), ("junctions", "POINT", EPSG), ("lines", "LINESTRING", EPSG)]
         rows = con.execute("SELECT geom, score, pieces FROM lines ORDER BY fid").fetchall()
         jrows = con.execute("SELECT geom, score FROM junctions").fetchall()
     finally:
@@ -706,24 +705,24 @@ def test_geopackage_layers_crs_and_geometries(scene_run: tuple[Path, Any]) -> No
 
 
 def test_geopackage_reads_in_gdal(scene_run: tuple[Path, Any]) -> None:
-    """GDAL's own GeoPackage driver (through pyogrio) opens both layers with the right CRS and geometries."""
+    """GDAL's own GeoPackage driver (through pyogrio) opens the layers with the right CRS and geometries."""
     pyogrio = pytest.importorskip("pyogrio")
     out, _ = scene_run
     path = out / "scene.gpkg"
     layers = dict(pyogrio.list_layers(path))
-    assert layers == {"lines": "LineString", "junctions": "Point"}
+    assert layers == {"lines": "LineString", "junctions": "Point", "facets": "Polygon"}
     info = pyogrio.read_info(path, layer="lines")
     assert info["crs"] == f"EPSG:{EPSG}"
     assert info["features"] == len(GT_LINES)
-    assert list(info["fields"]) == ["score", "pieces"]
+    assert list(info["fields"]) == ["index", "score", "length_px", "length_m", "azimuth", "pieces", "tile", "source"]
     _, _, geometry, fields = pyogrio.raw.read(path, layer="lines")
     coords = np.array([struct.unpack("<4d", g[9:41]) for g in geometry])  # ISO WKB LineString of 2 points
     assert _match(coords, _map(GT_LINES.reshape(-1, 2, 2)).reshape(-1, 4), 0.5 * GSD).tolist() == [1] * len(GT_LINES)
-    np.testing.assert_allclose(np.sort(fields[0]), np.sort(GT_SCORES))
+    np.testing.assert_allclose(np.sort(fields[list(info["fields"]).index("score")]), np.sort(GT_SCORES))
 
 
 def test_streamed_writers_equal_the_documents(scene_tif: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chunked JSON / GeoJSON / GeoPackage writing (7 features per chunk here) gives the same documents."""
+    """Chunked JSON writing (7 rows per chunk here) gives the same document; GDAL writes every vector output."""
     from roofmapnet.inference.outputs import geo as geowriters
     from roofmapnet.inference.raster.source import RasterioSource
 
@@ -735,12 +734,15 @@ def test_streamed_writers_equal_the_documents(scene_tif: Path, tmp_path: Path, m
         for crs in ("wgs84", "native"):
             options = _with(OPTS, RasterConfig(tile=TILE, overlap=OVERLAP, crs=crs))
             written = geowriters.write_raster_outputs(
-                tmp_path / crs, "s", pred.merged, src, info, options, tiling=pred.tiling_record()
+                tmp_path / crs, "s", pred.merged, src, info, options, tiling=pred.tiling_record(), prediction=pred
             )
             assert [p.name for p in written] == ["s.json", "s.geojson", "s.gpkg"]
-            expected = geowriters.geojson_document(pred.merged, src.georef, crs=crs, image=src.path)
-            assert json.loads((tmp_path / crs / "s.geojson").read_text()) == expected
-            assert len(expected["features"]) == len(GT_LINES) + len(GT_JUNCTIONS)
+            doc = json.loads((tmp_path / crs / "s.geojson").read_text())
+            kinds = [f["properties"]["kind"] for f in doc["features"]]
+            assert kinds.count("line") == len(GT_LINES)
+            assert kinds.count("junction") == len(GT_JUNCTIONS)
+            assert kinds.count("facet") > 0
+            assert ("crs" in doc) == (crs == "native")
         doc = json.loads((tmp_path / "native" / "s.json").read_text())
         assert doc == geowriters.raster_json(pred.merged, src, info, OPTS, pred.tiling_record())
         assert len(doc["lines"]) == len(doc["pieces"]) == len(GT_LINES)
@@ -749,16 +751,6 @@ def test_streamed_writers_equal_the_documents(scene_tif: Path, tmp_path: Path, m
         assert con.execute("SELECT COUNT(*), COUNT(DISTINCT fid) FROM lines").fetchone() == (len(GT_LINES),) * 2
     finally:
         con.close()
-
-
-def test_geometry_blobs_roundtrip() -> None:
-    lines = np.array([[[1.5, -2.0], [0.0, 7.25]]])
-    (blob,) = linestring_blobs(lines, 4326)
-    assert len(blob) == 81
-    assert _gpkg_geometry(blob) == (4326, [1.5, -2.0, 0.0, 7.25])
-    assert struct.unpack("<4d", blob[8:40]) == (0.0, 1.5, -2.0, 7.25)  # minx, maxx, miny, maxy
-    (pblob,) = point_blobs(np.array([[3.0, 0.0]]), -1)
-    assert _gpkg_geometry(pblob) == (-1, [3.0, 0.0])
 
 
 def test_nodata_areas_produce_nothing(tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not a torch file at all" * 10)
     with pytest.raises(CheckpointError) as exc:
         load_model(junk)
-    assert _one_line_error(exc).startswith(f"{junk}: not a PyTorch weights file or corrupt")
+    assert _one_line_error(exc).startswith(f"{junk}: not a PyTorch file")
 
 
 def test_non_state_dict_files(tmp_path: Path) -> None:

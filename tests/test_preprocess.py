@@ -253,6 +253,7 @@ def test_cli_json_layout_all_splits(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert names == [
+        "dataset.json",
         "test/a.png",
         "test/a_label.npz",
         "train/a.png",
@@ -275,7 +276,7 @@ def test_cli_config_sizes_and_only_present_splits(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["preprocess", str(raw), str(out), "-c", str(cfg), "--workers", "0"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["valid"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "valid"]
     assert Image.open(out / "valid" / "a.png").size == (128, 128)
     assert load_npz(out / "valid" / "a_label.npz")["lmap"].shape == (32, 32)
     # A requested split that is absent is an error naming the file.
@@ -327,7 +328,7 @@ def test_bad_inputs_are_reported_and_the_batch_continues(tmp_path: Path) -> None
         "train.json[9] (hw.png)": "differ from the image's size (80×100)",
         "train.json[10] (../secret.png)": "escapes the images folder",
         f"train.json[11] ({tmp_path / 'secret.png'})": "escapes the images folder",
-        "train.json[12] (link.png)": "escapes the images folder",
+        "train.json[12] (link.png)": "is a symbolic link (link.png -> ",
         "train.json[13]": "missing or empty 'filename'",
         "train.json[14]": "entry is not an object",
         str(raw / "valid.json"): "invalid JSON",

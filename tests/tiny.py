@@ -19,3 +19,18 @@ TINY_MODEL: dict[str, Any] = {
     "aoam_channels": 8,
     "n_dyn_junc": 20,
 }
+
+
+def write_tiny_checkpoint(path: Any, model: dict[str, Any] | None = None, seed: int = 0) -> Any:
+    """A Lightning-style ``.ckpt`` of a random-weight RoofMapNet with :data:`TINY_MODEL` (+ ``model``) at ``path``."""
+    import torch
+
+    from roofmapnet.config import RootConfig
+    from roofmapnet.models.roofmapnet import RoofMapNet
+
+    cfg = RootConfig.model_validate({"model": {**TINY_MODEL, **(model or {})}})
+    torch.manual_seed(seed)
+    net = RoofMapNet(cfg.model)
+    sd = {f"model.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": sd, "hyper_parameters": {"config": cfg.model_dump(mode="json")}}, path)
+    return path

@@ -207,7 +207,9 @@ def infer_command(
     ] = None,
     outputs: Annotated[
         str,
-        typer.Option(help="Which outputs to write, comma-separated: json, geojson, overlay.", rich_help_panel=_IO),
+        typer.Option(
+            help="Which outputs to write, comma-separated: json, geojson, overlay, facets.", rich_help_panel=_IO
+        ),
     ] = "json,geojson,overlay",
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.", rich_help_panel=_IO)
@@ -349,14 +351,14 @@ def infer_command(
             rich_help_panel=_GIS,
         ),
     ] = GeoJSONCRS.wgs84,
-    gpkg: Annotated[
-        bool,
+    vector_format: Annotated[
+        str,
         typer.Option(
-            "--gpkg/--no-gpkg",
-            help="Also write a GeoPackage (lines and junctions layers) for georeferenced rasters.",
+            help="Vector files of georeferenced rasters, comma-separated: gpkg (GeoPackage), fgb (FlatGeobuf), shp "
+            "(Shapefile), geojson, parquet (GeoParquet, where GDAL has it), or none. Layers lines, junctions, facets.",
             rich_help_panel=_GIS,
         ),
-    ] = True,
+    ] = "gpkg",
 ) -> None:
     """Run a trained RoofMapNet on images and write per-image JSON, GeoJSON and overlay PNG.
 
@@ -395,7 +397,7 @@ def infer_command(
             "gsd": gsd,
             "bands": bands,
             "crs": crs.value,
-            "gpkg": gpkg,
+            "vector_formats": () if vector_format.strip().lower() == "none" else vector_format,
             "tile_all": tile is not None or bool(bands and bands.strip()),
         },
     )

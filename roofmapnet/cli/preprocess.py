@@ -15,9 +15,11 @@ from roofmapnet.cli._common import ConfigOption, console, default_config_path, i
 from roofmapnet.errors import ConfigError
 
 if TYPE_CHECKING:
+    from roofmapnet.data.formats.gis import GisOptions
     from roofmapnet.data.preprocess import PreprocessSummary
 
 _INPUT = "Input"
+_GIS = "GIS labels (--format gis)"
 _OUTPUT = "Output"
 
 
@@ -36,11 +38,19 @@ class ResizeChoice(str, Enum):
 
 
 class FormatChoice(str, Enum):
-    """Raw annotation layout."""
+    """Raw annotation layout (docs/data-format.md §2)."""
 
     auto = "auto"
     json = "json"
     rid2 = "rid2"
+    roofvec = "roofvec"
+    heat = "heat"
+    labelme = "labelme"
+    gis = "gis"
+
+
+#: Warnings printed one per line; beyond this many, the rest are counted (all of them are in dataset.json).
+MAX_PRINTED_WARNINGS = 200
 
 
 def parse_split_list(text: str | None) -> tuple[str, ...] | None:
@@ -74,12 +84,23 @@ def print_summary(summary: PreprocessSummary, out: Console | None = None) -> Non
     table.add_column("written", justify="right")
     table.add_column("skipped", justify="right")
     table.add_column("failed", justify="right")
+    if summary.warnings:
+        table.add_column("warnings", justify="right")
     order = {"train": 0, "valid": 1, "test": 2}
     for split in sorted(summary.counts, key=lambda s: order.get(s, 9)):
         c = summary.counts[split]
         failed = f"[bold red]{c.failed}[/]" if c.failed else "0"
-        table.add_row(split, str(c.written), str(c.skipped), failed)
+        warned = sum(1 for w in summary.warnings if w[0] == split)
+        extra = [f"[yellow]{warned}[/]" if warned else "0"] if summary.warnings else []
+        table.add_row(split, str(c.written), str(c.skipped), failed, *extra)
     out.print(table)
+    if summary.warnings:
+        out.print(f"[yellow]{len(summary.warnings)} warning(s)[/] (samples written anyway):")
+        ordered = sorted(summary.warnings, key=lambda f: order.get(f[0], 9))
+        for _, file, note in ordered[:MAX_PRINTED_WARNINGS]:
+            out.print(Text(f"  {file}: {note}"), soft_wrap=True)
+        if len(ordered) > MAX_PRINTED_WARNINGS:
+            out.print(f"  … and {len(ordered) - MAX_PRINTED_WARNINGS} more (every one is in OUT_DIR/dataset.json)")
     if summary.failures:
         out.print(f"[bold red]{len(summary.failures)} failed:[/]")
         for _, file, reason in sorted(summary.failures, key=lambda f: order.get(f[0], 9)):
@@ -91,7 +112,7 @@ def preprocess_command(
     raw_dir: Annotated[
         Path,
         typer.Argument(
-            help="Raw annotations: {train,valid,test}.json + images/, or RID2 <stem>.npz edge files + images/.",
+            help="Raw annotations: a folder in one of the --format layouts (for gis: the orthophoto or a folder of them).",
             show_default=False,
         ),
     ],
@@ -108,21 +129,71 @@ def preprocess_command(
     ] = AxisOrderChoice.xy,
     raw_format: Annotated[
         FormatChoice,
-        typer.Option("--format", help="auto: json if <split>.json files exist, else rid2.", rich_help_panel=_INPUT),
+        typer.Option(
+            "--format",
+            help="json: {train,valid,test}.json + images/; rid2: <stem>.npz + images/; roofvec: RoofVec "
+            "SimpleRoofTXT; heat: rgb/ + annot/*.npy (HEAT); labelme: LabelMe *.json; gis: "
+            "orthophoto(s) + --lines vector layer. auto: the one layout RAW_DIR matches (gis: a raster file).",
+            rich_help_panel=_INPUT,
+        ),
     ] = FormatChoice.auto,
     images: Annotated[
         Path | None, typer.Option(help="Images folder. Default: RAW_DIR/images.", rich_help_panel=_INPUT)
     ] = None,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            help="Follow symbolic links in the images folder that point outside it (refused by default).",
+            rich_help_panel=_INPUT,
+        ),
+    ] = False,
     splits: Annotated[
         str | None,
         typer.Option(help="Comma-separated splits to process. Default: every split present.", rich_help_panel=_INPUT),
     ] = None,
     split_fractions: Annotated[
-        str, typer.Option(help="RID2 only: train,valid,test fractions of the seeded split.", rich_help_panel=_INPUT)
+        str,
+        typer.Option(
+            help="rid2, labelme, gis, heat without lists: train,valid,test fractions of the seeded split.",
+            rich_help_panel=_INPUT,
+        ),
     ] = "0.8,0.1,0.1",
-    seed: Annotated[
-        int, typer.Option(help="RID2 only: seed of the train/valid/test split.", rich_help_panel=_INPUT)
-    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of that train/valid/test split.", rich_help_panel=_INPUT)] = 0,
+    lines: Annotated[
+        Path | None,
+        typer.Option(
+            help="Roof lines digitised over the raster: LineString/MultiLineString layer (GeoPackage, GeoJSON, "
+            "Shapefile, ...), reprojected to the raster's CRS.",
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    lines_layer: Annotated[
+        str | None, typer.Option(help="Layer of --lines (default: the first).", rich_help_panel=_GIS)
+    ] = None,
+    footprints: Annotated[
+        Path | None,
+        typer.Option(
+            help="Building footprints (polygons): one crop centred on each. Default: a grid of crops.",
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
+    footprints_layer: Annotated[
+        str | None, typer.Option(help="Layer of --footprints (default: the first).", rich_help_panel=_GIS)
+    ] = None,
+    crop_size: Annotated[
+        int | None,
+        typer.Option(min=8, help="Crop side in raster pixels. Default: the written image side.", rich_help_panel=_GIS),
+    ] = None,
+    min_lines: Annotated[
+        int, typer.Option(min=1, help="Least line pieces a crop must hold to be written.", rich_help_panel=_GIS)
+    ] = 3,
+    bands: Annotated[
+        str | None,
+        typer.Option(
+            help="1-based raster bands: one (grey) or three (R,G,B). Default: RGB by colour interpretation.",
+            rich_help_panel=_GIS,
+        ),
+    ] = None,
     image_size: Annotated[
         int | None,
         typer.Option(
@@ -155,7 +226,9 @@ def preprocess_command(
 ) -> None:
     """Convert raw roof annotations into training images and [bold]*_label.npz[/] targets.
 
-    Every failing file is listed at the end with its reason; the exit code is 1 if any failed.
+    Every failing file is listed at the end with its reason; the exit code is 1 if any failed. Warnings
+    (samples written anyway, e.g. RoofVec segments that disagree with the adjacency matrix) are listed too.
+    OUT_DIR/dataset.json records the format and the ground sample distance (gis).
     """
     from roofmapnet.config import load_config
     from roofmapnet.data.preprocess import PreprocessOptions, default_workers, preprocess
@@ -184,6 +257,8 @@ def preprocess_command(
         workers=default_workers() if workers is None else workers,
         skip_existing=skip_existing,
         image_extensions=cfg.data.image_extensions,
+        gis=_gis_options(lines, lines_layer, footprints, footprints_layer, crop_size, min_lines, bands),
+        follow_symlinks=follow_symlinks,
         resize=cfg.data.resize,
         fill=cfg.model.image.mean,
     )
@@ -191,6 +266,35 @@ def preprocess_command(
     print_summary(summary)
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _gis_options(
+    lines: Path | None,
+    lines_layer: str | None,
+    footprints: Path | None,
+    footprints_layer: str | None,
+    crop_size: int | None,
+    min_lines: int,
+    bands: str | None,
+) -> GisOptions | None:
+    from roofmapnet.config.schema import check_bands
+    from roofmapnet.data.formats.gis import GisOptions
+
+    if lines is None:
+        if footprints is not None:
+            raise ConfigError(["--footprints needs --lines (the roof lines of --format gis)"])
+        return None
+    band_tuple: tuple[int, ...] | None = None
+    if bands is not None and bands.strip():
+        try:
+            band_tuple = tuple(int(part) for part in bands.split(",") if part.strip())
+        except ValueError:
+            raise ConfigError([f"--bands {bands}: expected 1-based band numbers separated by commas"]) from None
+        try:
+            check_bands(band_tuple)
+        except ValueError as exc:
+            raise ConfigError([f"--bands {bands}: {exc}"]) from None
+    return GisOptions(lines, lines_layer, footprints, footprints_layer, crop_size, min_lines, band_tuple)
 
 
 def register(app: typer.Typer) -> None:

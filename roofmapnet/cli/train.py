@@ -52,12 +52,15 @@ def parse_set_options(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip() or "." not in key:
-            msg = f"--set {item}: expected SECTION.KEY=VALUE, e.g. optim.lr=5e-4"
+            shown = item if item.isprintable() else repr(item)  # one line, whatever was passed
+            msg = f"--set {shown}: expected SECTION.KEY=VALUE, e.g. optim.lr=5e-4"
             raise ConfigError([msg])
         try:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        except RecursionError:
+            raise ConfigError([f"--set {key.strip()}: the value is nested too deeply"]) from None
         out[key.strip()] = value
     return out
 

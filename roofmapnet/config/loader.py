@@ -48,24 +48,81 @@ def safe_load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12SafeLoader)
 
 
+#: What a YAML 1.1 reader (PyYAML's ``safe_load``, ruamel in 1.1 mode, ...) turns into ``False`` / ``True``.
+_YAML11_BOOLS = {False: ("off", "no", "n", "false"), True: ("on", "yes", "y", "true")}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``invalid YAML (line L, column C): problem`` as one line, for every kind of PyYAML error."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a byte or character YAML does not allow
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return f"invalid YAML (character {exc.position + 1}): character #x{char:04x} is not allowed in YAML text"
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    return f"invalid YAML{where}: {' '.join(str(problem).split())}"
+
+
+def _bool_key_problem(
+    node: Any, model: type[BaseModel], dotted: tuple[str, ...] = (), seen: set[int] | None = None
+) -> str | None:
+    """Name the first mapping key that is not a string, with the likely cause when it is a boolean.
+
+    A config that went through a YAML 1.1 tool has the loss weight ``off`` as the key ``false`` (PyYAML reads the
+    unquoted word as a boolean and writes it back as one); pydantic would only say "Keys should be strings".
+    """
+    seen = set() if seen is None else seen
+    if not isinstance(node, dict) or id(node) in seen:  # YAML anchors can make a mapping contain itself
+        return None
+    seen.add(id(node))
+    where = ".".join(_printable(p) for p in dotted) or "the top level"
+    for key, value in node.items():
+        if isinstance(key, bool):
+            fields = _known_fields(model, (*dotted, ""))
+            meant = [w for w in _YAML11_BOOLS[key] if w in fields and w not in node]
+            guess = f"'{meant[0]}'" if meant else "off/on/yes/no"
+            word = str(key).lower()
+            return (
+                f"{where}: the key {word} is a boolean, not a name: an unquoted {guess.strip(chr(39))} (YAML 1.1 "
+                f"tools such as PyYAML read off/on/yes/no as booleans and write them back as false/true); write "
+                f"the key as {guess} in quotes"
+            )
+        if not isinstance(key, str):
+            return f"{where}: the key {_printable(key)} ({type(key).__name__}) is not a name"
+        found = _bool_key_problem(value, model, (*dotted, key), seen)
+        if found:
+            return found
+    return None
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found"]) from None
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+        raise ConfigError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [
+                f"{path}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}); a config is YAML text"
+            ]
+        ) from None
     try:
         data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+        raise ConfigError([f"{path}: {_yaml_problem(exc)}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: invalid YAML: nested too deeply"]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a mapping of sections, not {type(data).__name__}"])
+    problem = _bool_key_problem(data, RootConfig)
+    if problem:
+        raise ConfigError([f"{path}: {problem}"])
     return data
 
 
@@ -102,11 +159,17 @@ def _known_fields(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[st
     return list(fields) if fields else []
 
 
+def _printable(part: object) -> str:
+    """A location part as it can be printed on one line (keys with newlines or control characters quoted)."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
+
+
 def _format_errors(exc: ValidationError, source: str, overridden: set[str]) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        dotted = ".".join(str(p) for p in loc) or "<root>"
+        dotted = ".".join(_printable(p) for p in loc) or "<root>"
         where = OVERRIDE_SOURCE if dotted in overridden else source
         if err["type"] == "extra_forbidden":
             hint = difflib.get_close_matches(str(loc[-1]), _known_fields(RootConfig, loc), n=1)

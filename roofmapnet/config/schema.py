@@ -190,11 +190,21 @@ class DataConfig(StrictModel):
     image_extensions: tuple[str, ...] = Field(
         (".png", ".jpg", ".jpeg", ".tif", ".tiff"), description="Image file suffixes recognised in data folders."
     )
+    gsd_m: float | None = Field(
+        None,
+        gt=0.0,
+        description="Ground sample distance of the network input, metres per pixel (null: unknown). When null, "
+        "training copies it from the data root's dataset.json (written by `roofmap preprocess`, known for gis).",
+    )
 
 
 #: Per-image output kinds of ``roofmap infer``, in the order they are written.
-OUTPUT_KINDS: Final = ("json", "geojson", "overlay")
-OutputKind = Literal["json", "geojson", "overlay"]
+OUTPUT_KINDS: Final = ("json", "geojson", "overlay", "facets")
+#: What ``roofmap infer`` writes unless told (``facets`` needs shapely, the ``geo`` extra).
+DEFAULT_OUTPUTS: Final = ("json", "geojson", "overlay")
+OutputKind = Literal["json", "geojson", "overlay", "facets"]
+#: Vector formats of georeferenced rasters (:data:`roofmapnet.inference.outputs.vectors.VECTOR_FORMATS`).
+VectorFormatName = Literal["gpkg", "fgb", "shp", "geojson", "parquet"]
 #: GeoJSON coordinates of georeferenced rasters.
 GEOJSON_CRS_CHOICES: Final = ("wgs84", "native")
 #: Smallest and largest accepted tile side (raster pixels).
@@ -306,13 +316,20 @@ class RasterConfig(OptionsModel):
     crs: Literal["wgs84", "native"] = Field(
         "wgs84", description="GeoJSON coordinates: wgs84 (RFC 7946 lon/lat) or native (the raster's CRS)."
     )
-    gpkg: bool = Field(
-        True, description="Also write a GeoPackage (lines and junctions layers) for georeferenced rasters."
+    vector_formats: tuple[VectorFormatName, ...] = Field(
+        ("gpkg",),
+        description="Vector files of georeferenced rasters (gpkg, fgb, shp, geojson, parquet), each with the lines, "
+        "junctions and facets layers; empty: none.",
     )
     tile_all: bool = Field(False, description="Tile every input, plain images too (not only GeoTIFFs / GDAL rasters).")
     stretch: tuple[float, float] = Field(
         DEFAULT_STRETCH, description="Percentiles of the linear stretch of non-8-bit bands to 0-255."
     )
+
+    @field_validator("vector_formats", mode="before")
+    @classmethod
+    def _split_vector_formats(cls, value: Any) -> Any:
+        return _comma_separated(value.lower()) if isinstance(value, str) else value
 
     @field_validator("bands", mode="before")
     @classmethod
@@ -365,7 +382,9 @@ class InferConfig(OptionsModel):
         DEFAULT_POSTPROCESS_T, gt=0.0, lt=1.0, description="Post-processing factor t (tolerance t·image diagonal)."
     )
     outputs: tuple[OutputKind, ...] = Field(
-        OUTPUT_KINDS, min_length=1, description="Outputs to write per image: any of json, geojson, overlay."
+        DEFAULT_OUTPUTS,
+        min_length=1,
+        description="Outputs to write per image: any of json, geojson, overlay, facets (roof-face polygons).",
     )
     geojson_junctions: bool = Field(True, description="Add the junctions to the GeoJSON as Point features.")
     batch_size: int | None = Field(

@@ -6,10 +6,13 @@ applies label-consistent augmentation when ``train`` (horizontal flip, and, if e
 rotations) and samples the static lines.  :func:`collate` pads a list of samples to the batch contract of
 docs/internals.md.
 
-Randomness never comes from module state: each ``__getitem__`` builds its own ``numpy.random.Generator`` from
-``(seed, index, a draw from torch's generator)``; PyTorch seeds that generator per DataLoader worker (and
-``seed_everything`` / ``torch.manual_seed`` in the main process), so nothing depends on fork inheritance.  An
-evaluation dataset (``train=False``) with a ``seed`` uses ``(seed, index)`` alone, so its samples are fixed.
+Randomness never comes from module state: each ``__getitem__`` builds its own ``numpy.random.Generator``.  Training
+reads ``SampleKey(index, epoch)`` items from :class:`~roofmapnet.data.loader.EpochSampler` and draws from
+``(seed, epoch, index)``: the sample depends on nothing else (not on the worker, nor on how far a process got), so a
+run resumed mid-epoch reproduces it.  A plain integer index draws from ``(seed, index, a draw from torch's
+generator)``; PyTorch seeds that generator per DataLoader worker (and ``seed_everything`` / ``torch.manual_seed``
+in the main process), so nothing depends on fork inheritance.  An evaluation dataset (``train=False``) with a
+``seed`` uses ``(seed, index)`` alone, so its samples are fixed.
 The dataset holds only paths and numbers, so it pickles into ``spawn`` workers unchanged.
 """
 
@@ -193,8 +196,11 @@ class RoofDataset(Dataset[dict[str, Any]]):
         """Sample stems, in index order."""
         return [stem for stem, _, _ in self.items]
 
-    def rng(self, index: int) -> np.random.Generator:
-        """The generator for one ``__getitem__`` call (see the class docstring).
+    def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The generator for one ``__getitem__`` call (see the module docstring).
+
+        With an ``epoch`` (the :class:`~roofmapnet.data.loader.SampleKey` of a training loader) a training sample
+        draws from ``(seed, epoch, index)`` alone.
 
         Evaluation datasets (``train=False``) with a ``seed`` use ``(seed, index)``: sample ``i`` is the same on
         every call.  Otherwise a fresh 62-bit draw from torch's generator (seeded per DataLoader worker by
@@ -203,6 +209,8 @@ class RoofDataset(Dataset[dict[str, Any]]):
         """
         if self.seed is not None and not self.train:
             return np.random.default_rng((self.seed, index))
+        if epoch is not None:
+            return np.random.default_rng((self.seed or 0, epoch, index, 1))
         draw = int(torch.randint(0, 2**62, (1,)).item())
         return np.random.default_rng((self.seed or 0, index, draw))
 
@@ -218,8 +226,8 @@ class RoofDataset(Dataset[dict[str, Any]]):
             )
         return {"image": image, **label}
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """One sample.
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """One sample, by index or by ``SampleKey(index, epoch)``.
 
         Returns:
             ``image`` [3, S, S] float32 (normalised), ``jmap`` [1, h, w], ``joff`` [1, 2, h, w], ``lmap``
@@ -227,7 +235,8 @@ class RoofDataset(Dataset[dict[str, Any]]):
             ``lpre`` [M, 2, 2] static lines (≤ n_stc_posl GT then ≤ n_stc_negl negatives, each endpoint
             order flipped with p = 0.5), ``lpre_label`` [M] float32, and ``name`` (the stem).
         """
-        rng = self.rng(index)
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
+        rng = self.rng(index, epoch)
         arrays = self.load(index)
         hflip = self.hflip and bool(rng.random() < 0.5)
         vflip = self.vflip and bool(rng.random() < 0.5)

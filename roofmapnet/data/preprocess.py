@@ -11,17 +11,20 @@ sample.  A bad input never stops the batch: it becomes a failed
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from roofmapnet.config.schema import ImageConfig
+from roofmapnet.data.formats.base import Annotation
+from roofmapnet.data.formats.gis import GisOptions
 from roofmapnet.data.raw import (
     DEFAULT_IMAGE_EXTENSIONS,
     SPLITS,
@@ -30,7 +33,7 @@ from roofmapnet.data.raw import (
     RawSample,
     RawSplit,
     check_inside,
-    detect_format,
+    check_lines,
     load_image,
     load_rid2_edges,
     parse_lines,
@@ -40,10 +43,12 @@ from roofmapnet.data.raw import (
 from roofmapnet.data.resize import RESIZE_MODES, ResizeGeometry
 from roofmapnet.data.targets import CONTENT_BOX, compute_targets, save_label, scale_lines
 from roofmapnet.errors import ConfigError, DataError
-from roofmapnet.utils.io import TMP_PREFIX, atomic_path
+from roofmapnet.utils.io import TMP_PREFIX, atomic_path, atomic_write_text
 
 Status = Literal["written", "skipped", "failed"]
 LABEL_SUFFIX = "_label.npz"
+#: The file describing a preprocessed data root (format, ground sample distance, per-sample metadata).
+DATASET_FILE = "dataset.json"
 
 
 @dataclass(frozen=True)
@@ -54,14 +59,17 @@ class PreprocessOptions:
         image_size: side of the written (square) images, the model input size.
         heatmap_size: side of the label heatmaps.
         axis_order: coordinate order of each input point, ``xy`` (default) or ``yx``.
-        raw_format: ``json`` or ``rid2``; ``None`` detects it (``<split>.json`` present → json).
-        images_dir: images folder; ``None`` means ``<raw>/images``.
+        raw_format: a :data:`roofmapnet.data.formats.FORMAT_NAMES` name; ``None`` detects it.
+        images_dir: images folder; ``None`` means the format's own (``<raw>/images`` for json and rid2).
         splits: splits to process; ``None`` means every split present (json) or all three (rid2).
         split_fractions: train/valid/test fractions of the RID2 split.
         seed: seed of the RID2 split.
         workers: worker processes (0 or 1 = in this process).
         skip_existing: leave samples whose image and label both exist untouched.
-        image_extensions: suffixes of images looked up by stem (RID2).
+        image_extensions: suffixes of images looked up by stem (RID2, RoofVec, HEAT).
+        gis: the vector layers and crop settings of ``--format gis``.
+        follow_symlinks: accept symbolic links in the images folder that point outside it (by default they are
+            refused like ``..`` in a filename).
         resize: ``stretch`` or ``letterbox`` (``data.resize``, :mod:`roofmapnet.data.resize`).
         fill: RGB padding of letterboxed images (0-255): the normalisation mean ``model.image.mean``.
     """
@@ -77,6 +85,8 @@ class PreprocessOptions:
     workers: int = 0
     skip_existing: bool = False
     image_extensions: tuple[str, ...] = DEFAULT_IMAGE_EXTENSIONS
+    gis: GisOptions | None = None
+    follow_symlinks: bool = False
     resize: str = "stretch"
     fill: tuple[float, float, float] = ImageConfig().mean
 
@@ -111,13 +121,19 @@ class Task:
 
 @dataclass(frozen=True)
 class SampleResult:
-    """Outcome of one sample: ``written``, ``skipped`` or ``failed`` (with a one-line ``reason``)."""
+    """Outcome of one sample: ``written``, ``skipped`` or ``failed`` (with a one-line ``reason``).
+
+    ``warnings`` are one-line notes of a sample that was written anyway (e.g. a RoofVec file whose segments
+    disagree with its adjacency matrix); ``meta`` is what ``dataset.json`` records for it.
+    """
 
     split: str
     name: str
     source: str
     status: Status
     reason: str = ""
+    warnings: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,10 +147,15 @@ class SplitCounts:
 
 @dataclass
 class PreprocessSummary:
-    """What a run did: counts per split and every failure as ``(split, file, reason)``."""
+    """What a run did: counts per split, every failure and warning as ``(split, file, reason)``.
+
+    ``samples`` maps ``"<split>/<stem>"`` of every written or skipped sample to its metadata (``dataset.json``).
+    """
 
     counts: dict[str, SplitCounts] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -147,6 +168,9 @@ class PreprocessSummary:
         setattr(counts, result.status, getattr(counts, result.status) + 1)
         if result.status == "failed":
             self.failures.append((result.split, result.source, result.reason))
+        else:
+            self.samples[f"{result.split}/{result.name}"] = dict(result.meta)
+        self.warnings.extend((result.split, result.source, w) for w in result.warnings)
 
     def add_file_error(self, split: str, file: str, reason: str) -> None:
         """Record the failure of a whole input file (e.g. malformed JSON) as one failure of ``split``."""
@@ -211,33 +235,79 @@ def build_sample(
     Raises:
         DataError: with the reason for the summary (bad lines, unreadable image, no lines, …).
     """
-    if sample.error is not None or sample.image_path is None:
+    rgb, targets, _, _ = build_annotated_sample(sample, image_size, heatmap_size, resize, fill)
+    return rgb, targets
+
+
+def build_annotated_sample(
+    sample: RawSample,
+    image_size: int,
+    heatmap_size: int,
+    resize: str = "stretch",
+    fill: tuple[float, float, float] = ImageConfig().mean,
+) -> tuple[np.ndarray, dict[str, np.ndarray], Annotation, tuple[int, int]]:
+    """:func:`build_sample`, plus the reader's :class:`~roofmapnet.data.formats.Annotation` (warnings, metadata)
+    and the source image's ``(height, width)``.
+
+    Raises:
+        DataError: with the reason for the summary (bad lines, unreadable image, no lines, …).
+    """
+    if sample.error is not None or (sample.image_path is None and sample.reader is None):
         raise DataError(sample.error or "no image")
-    if sample.edges_path is not None:
+    if sample.reader is not None:
+        from roofmapnet.data.formats import get_reader
+
+        annotation = get_reader(sample.reader).load(sample)
+        lines = check_lines(np.asarray(annotation.lines_xy, dtype=np.float64).reshape(-1, 4))
+    elif sample.edges_path is not None:
         lines = load_rid2_edges(sample.edges_path, sample.axis_order)
+        annotation = Annotation(lines)
     else:
         lines = parse_lines(sample.lines, sample.axis_order)
-    rgb = load_image(sample.image_path)
+        annotation = Annotation(lines)
+    if annotation.rgb is not None:
+        rgb = annotation.rgb
+    elif sample.image_path is not None:
+        rgb = load_image(sample.image_path)
+    else:
+        raise DataError("no image")
     hw = (int(rgb.shape[0]), int(rgb.shape[1]))
     if sample.declared_hw is not None and sample.declared_hw != hw:
         dh, dw = sample.declared_hw
         raise DataError(f"'height'/'width' ({dh}×{dw}) differ from the image's size ({hw[0]}×{hw[1]})")
     geometry = ResizeGeometry.fit(hw, image_size, resize)
-    return geometry.resize_image(rgb, fill), validated_targets(lines, hw, heatmap_size, geometry)
+    rgb = geometry.resize_image(rgb, fill)
+    return rgb, validated_targets(lines, hw, heatmap_size, geometry), annotation, hw
+
+
+def sample_meta(annotation: Annotation, image_hw: tuple[int, int], image_size: int) -> dict[str, Any]:
+    """What ``dataset.json`` records for a written sample: the reader's metadata, the source image size and
+    ``gsd_m``, metres per *network-input* pixel (the image's ground sample distance × its longer side /
+    ``image_size``; ``None`` when unknown)."""
+    meta = dict(annotation.meta)
+    gsd = meta.pop("gsd_m", None)
+    meta["source_hw"] = [int(image_hw[0]), int(image_hw[1])]
+    meta["gsd_m"] = None if gsd is None else float(gsd) * max(image_hw) / image_size
+    return meta
 
 
 def process_task(task: Task) -> SampleResult:
     """Process one sample; never raises for bad input (a failed result carries the reason)."""
     s = task.sample
     try:
-        rgb, targets = build_sample(s, task.image_size, task.heatmap_size, task.resize, task.fill)
+        rgb, targets, annotation, hw = build_annotated_sample(
+            s, task.image_size, task.heatmap_size, task.resize, task.fill
+        )
         write_sample(task.dest, s.name, rgb, targets)
     except DataError as exc:
         return SampleResult(s.split, s.name, s.source, "failed", str(exc).splitlines()[0])
     except Exception as exc:  # disk full, permissions, a bug: reported for this sample, the batch goes on
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         return SampleResult(s.split, s.name, s.source, "failed", reason)
-    return SampleResult(s.split, s.name, s.source, "written")
+    meta = sample_meta(annotation, hw, task.image_size)
+    if annotation.warnings:
+        meta["warnings"] = list(annotation.warnings)
+    return SampleResult(s.split, s.name, s.source, "written", warnings=annotation.warnings, meta=meta)
 
 
 def _run(tasks: Sequence[Task], workers: int) -> Iterator[SampleResult]:
@@ -254,6 +324,11 @@ def _run(tasks: Sequence[Task], workers: int) -> Iterator[SampleResult]:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def _known_meta(sample: RawSample) -> dict[str, Any]:
+    """The ``dataset.json`` metadata of a skipped sample, as far as the reader knew it without loading."""
+    return dict(sample.params.get("meta", {}))
 
 
 def remove_stale_temporaries(folder: Path) -> int:
@@ -291,7 +366,7 @@ def run_samples(
     for sample, dest in samples:
         summary.counts.setdefault(sample.split, SplitCounts())
         if options.skip_existing and sample.error is None and all(p.is_file() for p in outputs_of(dest, sample.name)):
-            pending.append(SampleResult(sample.split, sample.name, sample.source, "skipped"))
+            pending.append(SampleResult(sample.split, sample.name, sample.source, "skipped", meta=_known_meta(sample)))
             continue
         tasks.append(Task(sample, dest, options.image_size, options.heatmap_size, options.resize, options.fill))
     if on_total is not None:
@@ -311,36 +386,17 @@ def run_samples(
 
 
 def read_raw(raw_dir: Path, options: PreprocessOptions) -> list[RawSplit]:
-    """Find the samples of ``raw_dir`` for the requested splits (see :class:`PreprocessOptions`).
+    """Find the samples of ``raw_dir`` for the requested splits with the reader of ``options.raw_format``.
 
     Raises:
-        DataError: no usable input at all, a requested JSON split missing, or no images folder.
+        DataError: no usable input at all, an undetectable format, a requested split missing, no images folder.
     """
+    from roofmapnet.data.formats import detect_format, get_reader
+
     raw_format = options.raw_format or detect_format(raw_dir)
-    images = options.images_dir if options.images_dir is not None else raw_dir / "images"
-    if not images.is_dir():
-        raise DataError(f"{images}: images folder not found (use --images)")
-    if raw_format == "json":
-        present = [s for s in SPLITS if (raw_dir / f"{s}.json").is_file()]
-        if options.splits is not None:
-            missing = [s for s in options.splits if s not in present]
-            if missing:
-                raise DataError(f"{raw_dir / (missing[0] + '.json')}: not found (requested split {missing[0]!r})")
-            present = [s for s in SPLITS if s in options.splits]
-        if not present:
-            raise DataError(f"{raw_dir}: no train.json / valid.json / test.json")
-        return [read_json_split(raw_dir / f"{s}.json", s, images, options.axis_order) for s in present]
-    if not any(raw_dir.glob("*.npz")):
-        raise DataError(f"{raw_dir}: no RID2 *.npz edge files")
-    splits = read_rid2_splits(
-        raw_dir,
-        images,
-        axis_order=options.axis_order,
-        fractions=options.split_fractions,
-        seed=options.seed,
-        extensions=options.image_extensions,
-    )
-    return [sp for sp in splits if options.splits is None or sp.split in options.splits]
+    if raw_format not in ("gis",) and not raw_dir.is_dir():
+        raise DataError(f"{raw_dir}: not a folder")
+    return get_reader(raw_format)().scan(raw_dir, options)
 
 
 def preprocess(
@@ -360,15 +416,68 @@ def preprocess(
     Raises:
         DataError: when the input as a whole is unusable (see :func:`read_raw`).
     """
+    from roofmapnet.data.formats import detect_format
+
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    splits = read_raw(raw_dir, options)
+    raw_format = options.raw_format or detect_format(raw_dir)
+    splits = read_raw(raw_dir, replace(options, raw_format=raw_format))  # type: ignore[arg-type]
     summary = PreprocessSummary()
     for sp in splits:
         summary.counts.setdefault(sp.split, SplitCounts())
         for file, reason in sp.file_errors:
             summary.add_file_error(sp.split, file, reason)
+        summary.warnings.extend((sp.split, file, note) for file, note in sp.warnings)
     pairs = [(s, out_dir / sp.split) for sp in splits for s in sp.samples]
-    return _with_progress(pairs, options, summary, show_progress)
+    summary = _with_progress(pairs, options, summary, show_progress)
+    if summary.samples:  # a run that wrote nothing leaves nothing behind
+        write_dataset_file(out_dir, raw_format, summary, processed=[sp.split for sp in splits])
+    return summary
+
+
+def dataset_gsd(data_root: str | Path) -> float | None:
+    """The ``gsd_m`` recorded in ``<data_root>/dataset.json`` (metres per network-input pixel), if any.
+
+    A missing or unreadable file, or a value that is not a positive number, gives ``None``.
+    """
+    try:
+        value = json.loads((Path(data_root) / DATASET_FILE).read_text(encoding="utf-8")).get("gsd_m")
+    except (OSError, ValueError, AttributeError):
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value > 0
+    return float(value) if ok else None
+
+
+def write_dataset_file(out_dir: Path, raw_format: str, summary: PreprocessSummary, processed: Sequence[str]) -> Path:
+    """Write ``<out_dir>/dataset.json`` atomically: the format, the median ``gsd_m`` and per-sample metadata.
+
+    ``gsd_m`` is the median over the samples with a known ground sample distance of metres per network-input
+    pixel (``null`` when none is known).  Samples of splits not processed in this run, and the records of
+    samples skipped by ``--skip-existing``, are kept from an earlier ``dataset.json`` of the same format.
+    """
+    path = out_dir / DATASET_FILE
+    earlier: dict[str, Any] = {}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(old, dict) and old.get("format") == raw_format and isinstance(old.get("samples"), dict):
+            earlier = old["samples"]
+    except (OSError, ValueError):
+        pass
+    samples = {k: v for k, v in earlier.items() if k.split("/", 1)[0] not in processed}
+    # A skipped sample whose reader knew nothing without loading keeps the record of the run that wrote it.
+    samples.update({k: v or earlier.get(k) or {} for k, v in summary.samples.items()})
+    samples = dict(sorted(samples.items()))
+    known = [float(v["gsd_m"]) for v in samples.values() if isinstance(v, dict) and v.get("gsd_m") is not None]
+    record = {
+        "format": raw_format,
+        "gsd_m": float(np.median(known)) if known else None,
+        "samples": samples,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in samples.items())
+    head = {k: v for k, v in record.items() if k != "samples"}
+    text = "{\n" + "".join(f" {json.dumps(k)}: {json.dumps(v)},\n" for k, v in head.items())
+    atomic_write_text(path, text + ' "samples": {\n' + body + ("\n" if body else "") + " }\n}\n")
+    return path
 
 
 def preprocess_flat(
@@ -414,10 +523,11 @@ def preprocess_flat(
             axis_order=options.axis_order,
             fractions=(1.0, 0.0, 0.0),
             extensions=options.image_extensions,
+            follow_symlinks=options.follow_symlinks,
         )
         samples = [replace(s, split=split) for s in raws[0].samples]
     else:
-        raw = read_json_split(input_path, split, images, options.axis_order)
+        raw = read_json_split(input_path, split, images, options.axis_order, follow_symlinks=options.follow_symlinks)
         for file, reason in raw.file_errors:
             summary.add_file_error(split, file, reason)
         samples = raw.samples

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
@@ -30,7 +31,7 @@ from numpy.typing import NDArray
 from roofmapnet.errors import DataError
 
 AxisOrder = Literal["xy", "yx"]
-RawFormat = Literal["json", "rid2"]
+RawFormat = Literal["json", "rid2", "roofvec", "heat", "labelme", "gis"]
 #: The splits in their canonical order.
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 #: Image suffixes looked up by stem when the config does not say otherwise (RID2 input).
@@ -51,6 +52,10 @@ class RawSample:
         axis_order: ``xy`` or ``yx``, the order of each point's coordinates in the input.
         declared_hw: ``(height, width)`` given in the JSON entry, if any.
         error: why this sample already failed while reading (bad entry, path escape, …), else ``None``.
+        reader: the :mod:`roofmapnet.data.formats` reader whose ``load`` parses this sample in the worker
+            (``None``: the JSON ``lines`` or the RID2 ``edges_path`` above).
+        annotation_path: the annotation file that reader parses (RoofVec ``.txt``, HEAT ``.npy``, LabelMe ``.json``).
+        params: reader-specific settings of this sample (e.g. a GIS crop window), picklable.
     """
 
     split: str
@@ -62,15 +67,19 @@ class RawSample:
     axis_order: AxisOrder = "xy"
     declared_hw: tuple[int, int] | None = None
     error: str | None = None
+    reader: str | None = None
+    annotation_path: Path | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class RawSplit:
-    """The samples of one split, plus failures that concern a whole file (e.g. malformed JSON)."""
+    """The samples of one split, plus failures (e.g. malformed JSON) and warnings that concern a whole file."""
 
     split: str
     samples: list[RawSample] = field(default_factory=list)
     file_errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 def detect_format(raw_dir: Path) -> RawFormat:
@@ -90,26 +99,42 @@ def detect_format(raw_dir: Path) -> RawFormat:
 
 def output_name(filename: str) -> str:
     """Output stem of an image ``filename`` relative to the images folder: ``a/b/roof.png`` → ``a__b__roof``."""
-    parts = PurePosixPath(filename.replace("\\", "/")).parts
-    return "__".join([*parts[:-1], PurePosixPath(parts[-1]).stem])
+    parts = [p for p in PurePosixPath(filename.replace("\\", "/")).parts if p != "/"]
+    return "__".join([*parts[:-1], PurePosixPath(parts[-1]).stem]) if parts else ""
 
 
-def resolve_image(images_root: Path, filename: str) -> Path:
+def resolve_image(images_root: Path, filename: str, *, follow_symlinks: bool = False) -> Path:
     """Resolve ``filename`` against ``images_root``, refusing anything that escapes it.
 
-    Absolute paths, ``..`` components that climb out and symbolic links that point outside are rejected; the
+    Absolute paths and ``..`` components that climb out are always rejected (the annotation file names a place
+    outside the folder).  A symbolic link inside the folder that points outside is rejected too unless
+    ``follow_symlinks`` (the user made the link, e.g. a subset folder of links into a larger collection); the
     file itself need not exist (that is reported when it is read).
 
     Raises:
-        DataError: ``filename '…' escapes the images folder``.
+        DataError: ``filename '…' escapes the images folder`` or ``filename '…' is a symbolic link to …``.
     """
     if not filename or PurePosixPath(filename).is_absolute() or PureWindowsPath(filename).is_absolute():
         raise DataError(f"filename {filename!r} escapes the images folder {images_root}")
+    if "\x00" in filename:
+        raise DataError(f"filename {filename!r} contains a NUL character")
     root = images_root.resolve()
-    path = (root / filename).resolve()
-    if not path.is_relative_to(root) or path == root:
+    lexical = Path(os.path.normpath(root / filename))
+    if not lexical.is_relative_to(root) or lexical == root:
         raise DataError(f"filename {filename!r} escapes the images folder {images_root}")
-    return path
+    path = (root / filename).resolve()
+    if follow_symlinks or (path.is_relative_to(root) and path != root):
+        return path
+    link = next(
+        (p for p in (root / filename, *(root / filename).parents) if p.is_relative_to(root) and p.is_symlink()), None
+    )
+    if link is None:  # not reached: only a link moves a lexically contained path out
+        raise DataError(f"filename {filename!r} escapes the images folder {images_root}")
+    raise DataError(
+        f"filename {filename!r} is a symbolic link ({link.relative_to(root)} -> {link.readlink()}) that leaves "
+        f"the images folder {images_root}; links out of the folder are followed only when asked "
+        "(follow_symlinks, roofmap preprocess --follow-symlinks)"
+    )
 
 
 def _json_error(exc: Exception) -> str:
@@ -117,10 +142,14 @@ def _json_error(exc: Exception) -> str:
         return f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     if isinstance(exc, UnicodeDecodeError):
         return "invalid JSON: not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
     return f"cannot read ({exc})"
 
 
-def read_json_split(path: Path, split: str, images_root: Path, axis_order: AxisOrder = "xy") -> RawSplit:
+def read_json_split(
+    path: Path, split: str, images_root: Path, axis_order: AxisOrder = "xy", *, follow_symlinks: bool = False
+) -> RawSplit:
     """Read one wireframe JSON file into samples; never raises for bad content (it is recorded instead).
 
     Args:
@@ -128,6 +157,7 @@ def read_json_split(path: Path, split: str, images_root: Path, axis_order: AxisO
         split: the split it feeds.
         images_root: folder the ``filename`` entries are relative to.
         axis_order: coordinate order of the points in ``lines``.
+        follow_symlinks: accept symbolic links in ``images_root`` that point outside it (:func:`resolve_image`).
 
     Returns:
         The split's samples; a malformed file gives one ``file_errors`` entry, a malformed entry a sample
@@ -136,7 +166,7 @@ def read_json_split(path: Path, split: str, images_root: Path, axis_order: AxisO
     out = RawSplit(split)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         out.file_errors.append((str(path), _json_error(exc)))
         return out
     if not isinstance(data, list):
@@ -157,7 +187,7 @@ def read_json_split(path: Path, split: str, images_root: Path, axis_order: AxisO
         error = None
         image_path: Path | None = None
         try:
-            image_path = resolve_image(images_root, filename)
+            image_path = resolve_image(images_root, filename, follow_symlinks=follow_symlinks)
         except DataError as exc:
             error = str(exc)
         if error is None and "lines" not in entry:
@@ -224,8 +254,11 @@ def read_rid2_splits(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     extensions: Sequence[str] = DEFAULT_IMAGE_EXTENSIONS,
+    follow_symlinks: bool = False,
 ) -> list[RawSplit]:
     """Find the RID2 ``<stem>.npz`` edge files of ``raw_dir`` and their images, and split them.
+
+    ``follow_symlinks`` accepts image links that point out of ``images_root`` (:func:`resolve_image`).
 
     Returns:
         One :class:`RawSplit` per split (train, valid, test), possibly empty.
@@ -240,7 +273,7 @@ def read_rid2_splits(
         image = images.get(path.stem)
         if image is not None:
             try:
-                image = resolve_image(images_root, image.name)
+                image = resolve_image(images_root, image.name, follow_symlinks=follow_symlinks)
             except DataError as exc:
                 splits[k].samples.append(RawSample(split, path.stem, str(path), None, error=str(exc)))
                 continue
@@ -363,12 +396,27 @@ def load_image(path: Path) -> NDArray[np.uint8]:
     Raises:
         DataError: ``image not found`` or ``cannot read image (…)``.
     """
-    from PIL import Image
-
     if not path.is_file():
         raise DataError(f"image not found: {path}")
+    return _decode_image(path, path.name)
+
+
+def decode_image_bytes(data: bytes, name: str) -> NDArray[np.uint8]:
+    """Decode an encoded image held in memory (e.g. LabelMe's embedded ``imageData``) like :func:`load_image`.
+
+    Raises:
+        DataError: ``cannot read image NAME (…)``.
+    """
+    import io
+
+    return _decode_image(io.BytesIO(data), name)
+
+
+def _decode_image(source: Any, name: str) -> NDArray[np.uint8]:
+    from PIL import Image
+
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 a = np.asarray(img, dtype=np.float64)
@@ -378,7 +426,7 @@ def load_image(path: Path) -> NDArray[np.uint8]:
                 return np.repeat(grey[:, :, None], 3, axis=2)
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     except Exception as exc:  # PIL.UnidentifiedImageError, OSError (truncated), DecompressionBombError, ...
-        raise DataError(f"cannot read image {path.name} ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"cannot read image {name} ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise DataError(f"cannot read image {path.name} (empty)")
+        raise DataError(f"cannot read image {name} (empty)")
     return rgb

@@ -218,6 +218,11 @@ def polygonize_wireframe(lines: np.ndarray, *, snap: float = 0.0, min_area: floa
         seg_v = _snap_endpoints(seg_v, snap)
         seg_v = _snap_t_junctions(shapely, seg_v, snap)
         seg_v = _snap_endpoints(seg_v, snap * _OVERSHOOT / 2)  # T-ends meeting on one line: one node
+    alive = np.linalg.norm(seg_v[:, 1] - seg_v[:, 0], axis=1) > 0  # snapping may collapse a short line
+    valid[np.flatnonzero(valid)[~alive]] = False
+    seg_v = seg_v[alive]
+    if not seg_v.shape[0]:
+        return Facets.empty(n_lines)
     geoms = shapely.linestrings(seg_v)
     noded = shapely.get_parts(shapely.union_all(geoms))
     noded = noded[shapely.get_type_id(noded) == 1]  # LineStrings (a degenerate union yields nothing else)
@@ -226,9 +231,10 @@ def polygonize_wireframe(lines: np.ndarray, *, snap: float = 0.0, min_area: floa
     a, b = tree.query(noded, predicate="intersects")
     part_building = _components(noded.shape[0], a, b)
     # Renumber buildings by first appearance among the input lines (stable across runs).
-    li, pi = tree.query(geoms, predicate="intersects")
-    first_part = np.full(geoms.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_part, li, pi)
+    # Each line lies on its own noded pieces: its nearest piece (distance 0) names its component.
+    li, pi = tree.query_nearest(geoms, all_matches=False)
+    first_part = np.zeros(geoms.shape[0], dtype=np.int64)
+    first_part[li] = pi
     line_comp = part_building[first_part]
     _, first_seen = np.unique(line_comp, return_index=True)
     order = np.argsort(first_seen)
@@ -250,13 +256,13 @@ def polygonize_wireframe(lines: np.ndarray, *, snap: float = 0.0, min_area: floa
         empty = Facets.empty(n_lines)
         return Facets(empty.polygons, empty.area, empty.edges, empty.building, line_building, buildings)
     ring = shapely.get_exterior_ring(polys)
-    ri, rp = tree.query(ring, predicate="intersects")
-    ring_part = np.full(polys.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(ring_part, ri, rp)
+    ri, rp = tree.query_nearest(ring, all_matches=False)
+    ring_part = np.zeros(polys.shape[0], dtype=np.int64)
+    ring_part[ri] = rp
     building = relabel[part_building[ring_part]]
     scale = float(np.abs(seg_v).max()) or 1.0
     simple = shapely.simplify(ring, max(snap * 0.25, scale * 1e-9), preserve_topology=False)
-    edges = np.maximum(shapely.get_num_coordinates(simple) - 1, 0).astype(np.int64)
+    edges = np.maximum(shapely.get_num_coordinates(simple) - 1, 3).astype(np.int64)  # a sliver keeps 3 corners
     lo = shapely.bounds(polys)
     order = np.lexsort((lo[:, 0], lo[:, 1], building))
     return Facets(

@@ -41,11 +41,42 @@ def sidecar_paths(path: Path) -> list[Path]:
     return [path.with_name(path.name + ".json"), path.with_suffix(".json")]
 
 
+#: The first bytes of the files ``torch.save`` writes: a zip archive (PyTorch ≥ 1.6), or the legacy format, a
+#: protocol-2 pickle of PyTorch's magic number (``0x1950a86a20f9469cfc6c``).
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8"
+_EMPTY_ZIP = b"PK\x05\x06"
+
+
+def _head(path: Path, n: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _not_torch_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a file written by ``torch.save``, from its first bytes; ``None`` if it may be one."""
+    try:
+        head = _head(path, len(_LEGACY_MAGIC))
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP)) or head == _LEGACY_MAGIC:
+        return None
+    if not head:
+        return "empty file (0 bytes), not a PyTorch file"
+    if head[:1] == b"\x80":  # pickle protocol ≥ 2 without PyTorch's magic number
+        return "not a PyTorch file: a plain Python pickle, not a file written by torch.save"
+    return (
+        f"not a PyTorch file (it starts with bytes {head[:4].hex(' ')}; torch.save writes a zip archive, 50 4b 03 04)"
+    )
+
+
 def _torch_load(path: Path, map_location: str | torch.device) -> Any:
     if not path.exists():
         raise CheckpointError(f"{path}: file not found")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file")
+    if (why := _not_torch_file(path)) is not None:
+        raise CheckpointError(f"{path}: {why}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -57,8 +88,8 @@ def _torch_load(path: Path, map_location: str | torch.device) -> Any:
             ) from None
         raise CheckpointError(f"{path}: not a PyTorch weights file or corrupt ({first})") from None
     except Exception as exc:  # the unpickler raises many types (IndexError, KeyError, ...) on garbage input
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if zipfile.is_zipfile(path) or "zip archive" in text or "central directory" in text:
+        text = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        if zipfile.is_zipfile(path) or _head(path, 4) == _ZIP_MAGIC:
             raise CheckpointError(f"{path}: corrupt or truncated PyTorch file ({text})") from None
         raise CheckpointError(f"{path}: not a PyTorch weights file or corrupt ({text})") from None
 
@@ -78,8 +109,9 @@ def _read_sidecar(path: Path) -> RootConfig | None:
             continue
         try:
             meta = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{side}: unreadable JSON sidecar ({exc})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+            raise CheckpointError(f"{side}: unreadable JSON sidecar ({reason})") from None
         if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
             continue
         if "config" not in meta:

@@ -21,6 +21,7 @@ from roofmapnet.errors import DataError, RoofMapError
 from roofmapnet.losses import RoofMapNetLoss
 from roofmapnet.losses.objective import batch_losses
 from roofmapnet.models.roofmapnet import RoofMapNet
+from roofmapnet.utils.rng import capture_rng, restore_rng
 
 #: Loss keys logged under the seed's names (``train/<name>`` and ``val/<name>``).
 SEED_LOSS_NAMES = ("jmap_loss", "joff_loss", "lmap_loss", "line_cls_loss", "sf_loss")
@@ -30,6 +31,10 @@ TERMS = ("gauss", "qcc", "lhr", "off", "lv", "sf")
 MONITOR = "val_total_loss"
 #: Validation metrics logged as ``val/<name>`` during training.
 LOGGED_METRICS = ("sAP5", "sAP10", "sAP15", "msAP")
+
+
+#: Checkpoint key of the random generators' state (:mod:`roofmapnet.utils.rng`).
+RNG_KEY = "roofmapnet_rng"
 
 
 class NonFiniteLossError(RoofMapError):
@@ -138,6 +143,16 @@ class RoofMapNetLightningModule(pl.LightningModule):
         if "sAP10" in metrics:
             self.log("val_sAP10", float(metrics["sAP10"]), sync_dist=False)
 
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the random generators' state, so a resumed run draws what this one would have drawn next."""
+        checkpoint[RNG_KEY] = capture_rng()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the generators when training resumes (not when weights are merely loaded)."""
+        if RNG_KEY in checkpoint and self._trainer is not None:
+            restore_rng(checkpoint[RNG_KEY])
+
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> Any:
         """Adam / AdamW with amsgrad and weight decay; StepLR every ``lr_decay_epoch`` epochs."""
@@ -195,8 +210,26 @@ class RoofMapNetDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader[Any]:
-        """Shuffled training loader."""
-        return self._loader(self.train_set, self.cfg.model.batch_size, shuffle=True)
+        """Shuffled training loader whose position travels in the checkpoint (exact mid-epoch resume).
+
+        Each epoch's order comes from ``(seed, epoch)`` and each sample's augmentation from ``(seed, epoch, index)``
+        (:mod:`roofmapnet.data.loader`); the sampler shards over the trainer's ranks itself.
+        """
+        from roofmapnet.data.dataset import collate
+        from roofmapnet.data.loader import EpochSampler, ResumableLoader
+
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        workers = self.cfg.io.num_workers
+        return ResumableLoader(
+            self.train_set,
+            batch_size=self.cfg.model.batch_size,
+            sampler=EpochSampler(len(self.train_set), seed=self.seed, num_replicas=world, rank=rank),
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader[Any]:
         """Validation loader (``model.batch_size_eval``)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from dataclasses import dataclass
@@ -23,11 +24,14 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from roofmapnet.config import RootConfig, dump_config, load_config
+from roofmapnet.data.preprocess import dataset_gsd
 from roofmapnet.errors import CheckpointError, ConfigError, RoofMapError
 from roofmapnet.models.loading import InitReport, init_weights
 from roofmapnet.train.lightning import MONITOR, RoofMapNetDataModule, RoofMapNetLightningModule, check_data_root
+from roofmapnet.train.rundir import RUN_DIR_ENV, claim_run_dir
 from roofmapnet.utils.device import TRAIN_PRECISIONS, parse_precision
 from roofmapnet.utils.io import atomic_path, atomic_write_text
 
@@ -66,12 +70,43 @@ class TrainResult:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints to a temporary file and rename, so a kill never leaves a truncated ``last.ckpt``."""
+    """Write checkpoints to a temporary file and rename, so a kill never leaves a truncated ``last.ckpt``.
+
+    A write that fails (disk full, directory made read-only, quota) is a :class:`CheckpointError` naming the file
+    and the reason; the earlier checkpoint of that name is untouched and no temporary file is left.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         """Save ``checkpoint`` to ``path`` atomically."""
-        with atomic_path(Path(path)) as tmp:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
+        target = Path(path)
+        try:
+            with atomic_path(target) as tmp:
+                super().save_checkpoint(checkpoint, tmp, storage_options)
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            kept = " (the previous one is kept)" if target.is_file() else ""
+            msg = f"{target}: cannot write the checkpoint: {reason}{kept}"
+            raise CheckpointError(msg) from None
+
+
+class TrainingStoppedError(RoofMapError):
+    """Training was stopped by a signal after saving a resumable checkpoint."""
+
+
+class SaveOnSigterm(Callback):
+    """On SIGTERM (what schedulers send before killing a job) write a resumable ``last.ckpt`` before exiting.
+
+    Lightning finishes the running batch and raises ``SIGTERMException``; the checkpoint is written then, so it
+    holds the loop position, the data position and the generators' state of a finished step.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Save when the exception is the SIGTERM one."""
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
 
 
 class PlainProgress(Callback):
@@ -284,7 +319,8 @@ def train(
         cfg = load_config(None, {**_flatten(cfg.model_dump(mode="json")), **all_overrides})
     data = Path(cfg.io.datadir)
     check_data_root(data)
-    run_dir = Path(cfg.io.logdir)
+    if cfg.data.gsd_m is None and (gsd := dataset_gsd(data)) is not None:  # recorded by `roofmap preprocess`
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"gsd_m": gsd})})
     prec = _precision(precision)
     accelerator, n_devices, prec, notices = _accelerator(gpus, devices, prec)
     for text in notices:
@@ -294,6 +330,48 @@ def train(
         raise ConfigError([msg])
     if partial and init_from is None:
         raise ConfigError(["--partial only applies to --init-from"])
+    ckpt = None
+    if resume_from is not None:
+        ckpt = Path(resume_from)
+        if not ckpt.is_file():
+            msg = f"{ckpt}: checkpoint not found"
+            raise CheckpointError(msg)
+    logdir = Path(cfg.io.logdir)
+    continuing = ckpt is not None and ckpt.resolve().is_relative_to(logdir.resolve())
+    run_dir, lock = claim_run_dir(logdir, continuing=continuing)
+    try:
+        if run_dir != logdir:
+            say(f"{logdir} already holds a run: this one writes to {run_dir} (continue that run with `roofmap resume`)")
+            cfg = cfg.model_copy(update={"io": cfg.io.model_copy(update={"logdir": run_dir})})
+        return _fit(cfg, data, run_dir, ckpt, accelerator, n_devices, prec, seed, num_nodes, strategy, max_steps,
+                    max_minutes, limit_val_batches, callbacks, progress, init_from, partial, say)  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+            os.environ.pop(RUN_DIR_ENV, None)
+
+
+def _fit(
+    cfg: RootConfig,
+    data: Path,
+    run_dir: Path,
+    ckpt: Path | None,
+    accelerator: str,
+    n_devices: Any,
+    prec: str,
+    seed: int,
+    num_nodes: int,
+    strategy: str,
+    max_steps: int,
+    max_minutes: float | None,
+    limit_val_batches: int | float | None,
+    callbacks: list[Callback] | None,
+    progress: bool | None,
+    init_from: str | Path | None = None,
+    partial: bool = False,
+    say: Any = print,
+) -> TrainResult:
+    """Build the module, data and trainer for a claimed ``run_dir`` and fit (the second half of :func:`train`)."""
     pl.seed_everything(seed, workers=True, verbose=False)
     module = RoofMapNetLightningModule(cfg)
     init_report = _init_from(module, init_from, partial, say) if init_from is not None else None
@@ -311,7 +389,7 @@ def train(
         max_steps=max_steps,
         max_minutes=max_minutes,
         limit_val_batches=limit_val_batches,
-        extra_callbacks=callbacks,
+        extra_callbacks=[SaveOnSigterm(run_dir / "checkpoints" / "last.ckpt"), *(callbacks or [])],
         progress=progress,
     )
     if trainer.is_global_zero:
@@ -319,13 +397,14 @@ def train(
         dump_config(cfg, run_dir / "config.yaml")
         if init_report is not None:
             atomic_write_text(run_dir / INIT_REPORT_NAME, json.dumps(init_report.to_dict(), indent=2) + "\n")
-    ckpt = None
-    if resume_from is not None:
-        ckpt = Path(resume_from)
-        if not ckpt.is_file():
-            msg = f"{ckpt}: checkpoint not found"
-            raise CheckpointError(msg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
+    except SIGTERMException:
+        msg = (
+            f"stopped by SIGTERM at epoch {trainer.current_epoch}, global step {trainer.global_step}: the resumable "
+            f"checkpoint is {run_dir / 'checkpoints' / 'last.ckpt'} (continue with `roofmap resume {run_dir}`)"
+        )
+        raise TrainingStoppedError(msg, exit_code=128 + signal.SIGTERM) from None
     if trainer.interrupted:
         raise KeyboardInterrupt
     cb = trainer.checkpoint_callback

@@ -1,4 +1,4 @@
-"""Outputs of tiled raster inference: JSON (raster pixels), GeoJSON (RFC 7946), GeoPackage and a preview overlay.
+"""Outputs of tiled raster inference: JSON (raster pixels), GeoJSON (RFC 7946), vector files, facets, a preview.
 
 Every file is written atomically (:mod:`roofmapnet.utils.io`).  For ``OUT/<stem>``:
 
@@ -9,25 +9,23 @@ Every file is written atomically (:mod:`roofmapnet.utils.io`).  For ``OUT/<stem>
     type, rescaling) and ``tiling`` (tile, overlap, tiles, merge tolerances).  ``postprocess.threshold_px`` is
     the per-tile L-CNN distance (post-processing runs on each tile).
 
-``<stem>.geojson`` (georeferenced raster)
-    An RFC 7946 ``FeatureCollection``: one ``LineString`` per line (``kind: "line"``, ``index`` into the JSON's
-    lines, ``score``, ``pieces``) and one ``Point`` per junction (``kind: "junction"``, ``index``, ``score``),
-    in **map coordinates** from the raster's transform.  ``crs: wgs84`` (default): transformed to WGS 84
-    longitude / latitude (PROJ, bundled with rasterio), 9 decimals (0.1 mm), no ``crs`` member, as RFC 7946
-    requires.  ``crs: native``: kept in the raster's CRS with the (pre-RFC 7946) ``crs`` member
-    ``{"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::<code>"}}`` (the WKT when the CRS has no
-    EPSG code), which GDAL / QGIS read; decimals = 1/1000 of a pixel.  A raster with a transform but no CRS
-    gets native coordinates without a ``crs`` member.  ``bbox`` covers all positions.  For a raster that is not
-    georeferenced (a plain image tiled with ``tile_all``) the GeoJSON is the pixel-coordinate one of
-    :func:`roofmapnet.inference.outputs.writers.geojson_record`.
+``<stem>.geojson`` (georeferenced raster; written by GDAL through :mod:`roofmapnet.inference.vectors`)
+    One ``FeatureCollection`` of every layer: ``LineString`` lines (``kind: "line"``, ``index`` into the JSON's
+    lines, ``score``, ``pieces``, ``length_m``, ``length_px``, ``azimuth``, ``tile``, ``source``), ``Point``
+    junctions (``kind: "junction"``, ``score``, ``degree``; left out with ``--no-geojson-junctions``) and
+    ``Polygon`` facets (``kind: "facet"``, ``area_m2``, ``area_px``, ``edges``, ``building``).  ``--crs wgs84``
+    (default): RFC 7946 — WGS 84 longitude / latitude, 9 decimals (0.1 mm), no ``crs`` member.  ``--crs
+    native``: the raster's CRS with the (pre-RFC 7946) ``crs`` member, decimals = 1/1000 of a pixel.  ``bbox``,
+    the raster's ``properties`` and the ``roofmap_frame`` (map CRS and pixel → map transform) are members of the
+    collection.  For a raster that is not georeferenced (a plain image tiled with ``--tile``) the GeoJSON is the
+    pixel-coordinate one of :func:`roofmapnet.inference.writers.geojson_record`.
 
-``<stem>.gpkg`` (georeferenced raster, ``gpkg``, default on)
-    An OGC GeoPackage 1.3 (a SQLite file) written with the standard library's ``sqlite3``: no binary
-    dependency.  Layers ``lines`` (``LINESTRING``; ``score`` REAL, ``pieces`` INTEGER) and ``junctions``
-    (``POINT``; ``score`` REAL), in the raster's CRS (``gpkg_spatial_ref_sys`` row from its EPSG code and WKT;
-    a CRS without an EPSG code gets ``srs_id`` 100000 / organisation ``NONE``; no CRS: the undefined Cartesian
-    SRS −1).  Geometries are GeoPackage binary blobs (``GP`` header, version 0, little-endian, an XY envelope
-    for lines, none for points, then ISO WKB) built for all features at once with numpy.
+Vector files (georeferenced raster, ``--vector-format``, default ``gpkg``)
+    ``<stem>.gpkg``, ``<stem>_<layer>.fgb`` / ``.shp`` / ``.parquet``: layers ``lines``, ``junctions``, ``facets``
+    in the raster's CRS, written by GDAL (:func:`roofmapnet.inference.vectors.write_vectors`).
+
+``<stem>_facets.json`` (``--outputs facets``)
+    The roof facets in raster pixels (:func:`roofmapnet.inference.writers.facets_document`).
 
 ``<stem>_overlay.png``
     :func:`roofmapnet.inference.outputs.writers.render_overlay` on a preview of the raster whose longer side is at most
@@ -38,10 +36,9 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import torch
@@ -50,6 +47,7 @@ from roofmapnet.config.schema import InferConfig
 from roofmapnet.inference.outputs.writers import (
     OUTPUT_SUFFIXES,
     RunInfo,
+    facets_document,
     geojson_record,
     prediction_record,
     write_json,
@@ -59,59 +57,21 @@ from roofmapnet.inference.postprocess import postprocess_threshold_px
 from roofmapnet.inference.raster.source import Georeference, RasterSource
 from roofmapnet.inference.types import MergedWireframe
 from roofmapnet.models.outputs import Wireframe
-from roofmapnet.utils.io import atomic_open, atomic_path
+from roofmapnet.utils.io import atomic_open
 
-#: Suffix of the GeoPackage output.
-GPKG_SUFFIX: Final = ".gpkg"
+if TYPE_CHECKING:
+    from roofmapnet.inference.facets import Facets
+    from roofmapnet.inference.raster.run import RasterPrediction
+    from roofmapnet.inference.vectors import VectorFrame, VectorLayer
+
 #: Longer side of the overlay preview of a tiled raster.
 OVERLAY_MAX_SIDE: Final = 4096
 #: Decimals of WGS 84 degrees in the GeoJSON (1e-9° ≈ 0.1 mm).
 WGS84_DECIMALS: Final = 9
-#: GeoPackage ``application_id`` ("GPKG") and ``user_version`` (1.3.0).
-GPKG_APPLICATION_ID: Final = 0x47504B47
-GPKG_USER_VERSION: Final = 10300
-#: ``srs_id`` given to a CRS without an EPSG code.
-CUSTOM_SRS_ID: Final = 100000
-
-_WGS84_WKT: Final = (
-    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],'
-    'AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,'
-    'AUTHORITY["EPSG","9122"]],AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]'
-)
 _SCORE_DECIMALS: Final = 6
 _PIXEL_DECIMALS: Final = 3
-#: Features (or array rows) serialised / inserted per chunk: writer memory is bounded by a chunk, not the raster.
+#: Array rows serialised per chunk in the pixel JSON: writer memory is bounded by a chunk, not the raster.
 WRITE_CHUNK: Final = 1 << 13
-
-# GeoPackage geometry blobs (little-endian): header "GP", version 0, flags, srs_id, [envelope], ISO WKB.
-_LINE_BLOB = np.dtype(
-    [
-        ("magic", "S2"),
-        ("version", "u1"),
-        ("flags", "u1"),
-        ("srs_id", "<i4"),
-        ("envelope", "<f8", (4,)),
-        ("byte_order", "u1"),
-        ("wkb_type", "<u4"),
-        ("n_points", "<u4"),
-        ("xy", "<f8", (4,)),
-    ]
-)
-_POINT_BLOB = np.dtype(
-    [
-        ("magic", "S2"),
-        ("version", "u1"),
-        ("flags", "u1"),
-        ("srs_id", "<i4"),
-        ("byte_order", "u1"),
-        ("wkb_type", "<u4"),
-        ("xy", "<f8", (2,)),
-    ]
-)
-_FLAGS_LE_ENVELOPE_XY: Final = 0b0000_0011  # bit 0: little-endian; bits 1-3 = 1: [minx, maxx, miny, maxy]
-_FLAGS_LE_NO_ENVELOPE: Final = 0b0000_0001
-_WKB_POINT: Final = 1
-_WKB_LINESTRING: Final = 2
 
 
 # ------------------------------------------------------------------------------------------------ coordinates
@@ -119,24 +79,6 @@ def native_decimals(georef: Georeference) -> int:
     """Decimals that keep 1/1000 of a pixel in map units (0 to 12)."""
     size = min(v for v in georef.pixel_size() if v > 0) if any(v > 0 for v in georef.pixel_size()) else 1.0
     return int(min(12, max(0, math.ceil(-math.log10(size / 1000.0)))))
-
-
-def map_geometry(merged: MergedWireframe, georef: Georeference) -> tuple[np.ndarray, np.ndarray]:
-    """Lines ``[L, 2, 2]`` and junctions ``[J, 2]`` in the raster's map coordinates (``X, Y``)."""
-    lines = georef.pixel_to_map(merged.lines.reshape(-1, 2, 2))
-    junctions = georef.pixel_to_map(merged.junctions.reshape(-1, 2))
-    return lines.reshape(-1, 2, 2), junctions.reshape(-1, 2)
-
-
-def crs_member(georef: Georeference) -> dict[str, Any] | None:
-    """The GeoJSON (2008) ``crs`` member naming the raster's CRS, or ``None`` when the CRS is unknown."""
-    if georef.epsg is not None:
-        name = f"urn:ogc:def:crs:EPSG::{georef.epsg}"
-    elif georef.crs_wkt is not None:
-        name = georef.crs_wkt
-    else:
-        return None
-    return {"type": "name", "properties": {"name": name}}
 
 
 def _round(values: np.ndarray, decimals: int) -> list[Any]:
@@ -182,287 +124,51 @@ def write_json_streamed(
     return path
 
 
-def _geojson_parts(
-    merged: MergedWireframe, georef: Georeference, crs: str, junctions: bool, image: str | Path
-) -> tuple[dict[str, Any], Callable[[], Iterator[str]]]:
-    """The GeoJSON skeleton (``features`` empty) and a generator of the features' JSON text, chunk by chunk."""
-    lines, points = map_geometry(merged, georef)
-    wgs84 = crs == "wgs84" and georef.crs_wkt is not None
-    if wgs84:
-        flat = georef.to_wgs84(np.concatenate([lines.reshape(-1, 2), points]))
-        lines = flat[: lines.shape[0] * 2].reshape(-1, 2, 2)
-        points = flat[lines.shape[0] * 2 :]
-        decimals = WGS84_DECIMALS
-        system = "WGS 84 longitude, latitude (RFC 7946)"
-    else:
-        decimals = native_decimals(georef)
-        system = georef.crs_name or "map coordinates of the raster's geotransform (CRS unknown)"
-    if not junctions:
-        points = np.zeros((0, 2))
-    doc: dict[str, Any] = {"type": "FeatureCollection"}
-    if not wgs84:
-        member = crs_member(georef)
-        if member is not None:
-            doc["crs"] = member
-    every = np.concatenate([lines.reshape(-1, 2), points])
-    if every.shape[0]:
-        lo, hi = every.min(axis=0), every.max(axis=0)
-        doc["bbox"] = _round(np.array([lo[0], lo[1], hi[0], hi[1]]), decimals)
-    doc["features"] = []
-    doc["properties"] = {
-        "image": str(image),
-        "width": merged.width,
-        "height": merged.height,
-        "coordinate_system": system,
-        "georeferenced": True,
-        "raster_crs": georef.crs_name,
-    }
+def raster_facets(prediction: RasterPrediction) -> Facets:
+    """The facets of a raster's merged lines, in raster pixels (snapping tolerance: the merge's ``distance``)."""
+    from roofmapnet.inference.facets import polygonize_wireframe
 
-    def features() -> Iterator[str]:
-        for lo in range(0, lines.shape[0], WRITE_CHUNK):
-            coords = _round(lines[lo : lo + WRITE_CHUNK], decimals)
-            scores = _round(merged.scores[lo : lo + WRITE_CHUNK], _SCORE_DECIMALS)
-            pieces = merged.pieces[lo : lo + WRITE_CHUNK].astype(np.int64).tolist()
-            chunk = [
-                {
-                    "type": "Feature",
-                    "geometry": {"type": "LineString", "coordinates": c},
-                    "properties": {"kind": "line", "index": lo + i, "score": sc, "pieces": k},
-                }
-                for i, (c, sc, k) in enumerate(zip(coords, scores, pieces, strict=True))
-            ]
-            yield _dumps(chunk)[1:-1]
-        for lo in range(0, points.shape[0], WRITE_CHUNK):
-            xy = _round(points[lo : lo + WRITE_CHUNK], decimals)
-            scores = _round(merged.junction_scores[lo : lo + WRITE_CHUNK], _SCORE_DECIMALS)
-            chunk = [
-                {
-                    "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": p},
-                    "properties": {"kind": "junction", "index": lo + j, "score": sc},
-                }
-                for j, (p, sc) in enumerate(zip(xy, scores, strict=True))
-            ]
-            yield _dumps(chunk)[1:-1]
-
-    return doc, features
+    return polygonize_wireframe(prediction.merged.lines, snap=prediction.params.distance)
 
 
-def geojson_document(
-    merged: MergedWireframe,
-    georef: Georeference,
-    *,
-    crs: str = "wgs84",
-    junctions: bool = True,
-    image: str | Path = "",
-) -> dict[str, Any]:
-    """The georeferenced GeoJSON FeatureCollection of a merged wireframe (layout in the module docstring).
+def raster_vector_layers(
+    prediction: RasterPrediction, source: RasterSource, facets: Facets | None = None
+) -> list[VectorLayer]:
+    """The ``lines``, ``junctions`` (and ``facets``) layers of a tiled raster, in its map coordinates
+    (:func:`roofmapnet.inference.vectors.wireframe_layers`).
 
-    Args:
-        merged: the raster's merged wireframe (raster pixels).
-        georef: the raster's georeference.
-        crs: ``wgs84`` (RFC 7946) or ``native``.
-        junctions: add the junction Points.
-        image: the raster path (recorded in ``properties``).
+    ``tile`` is the tile that owns each line's midpoint (its core holds it), ``source`` the raster's file name,
+    or for a mosaic the member file under the midpoint; ``facets`` (raster pixels, :func:`raster_facets`) become
+    the ``facets`` layer.
     """
-    doc, features = _geojson_parts(merged, georef, crs, junctions, image)
-    doc["features"] = json.loads("[" + ",".join(t for t in features() if t) + "]")
-    return doc
+    from roofmapnet.inference.vectors import wireframe_layers
 
-
-def write_geojson(
-    path: str | Path,
-    merged: MergedWireframe,
-    georef: Georeference,
-    *,
-    crs: str = "wgs84",
-    junctions: bool = True,
-    image: str | Path = "",
-) -> Path:
-    """Write :func:`geojson_document` atomically, streaming the features chunk by chunk."""
-    doc, features = _geojson_parts(merged, georef, crs, junctions, image)
-    return write_json_streamed(path, doc, {"features": features})
-
-
-# ------------------------------------------------------------------------------------------------ GeoPackage
-def linestring_blobs(lines: np.ndarray, srs_id: int) -> list[bytes]:
-    """GeoPackage geometry blobs of 2-point LineStrings ``[L, 2, 2]`` (map coordinates), built with numpy."""
-    pts = np.asarray(lines, dtype=np.float64).reshape(-1, 2, 2)
-    rec = np.zeros(pts.shape[0], dtype=_LINE_BLOB)
-    rec["magic"] = b"GP"
-    rec["flags"] = _FLAGS_LE_ENVELOPE_XY
-    rec["srs_id"] = srs_id
-    rec["envelope"] = np.stack(
-        [pts[:, :, 0].min(1), pts[:, :, 0].max(1), pts[:, :, 1].min(1), pts[:, :, 1].max(1)], axis=1
+    merged = prediction.merged
+    seg = merged.lines.reshape(-1, 2, 2)
+    mid = seg.mean(axis=1)
+    tiles = prediction.grid.owner(mid[:, 0], mid[:, 1]) if seg.shape[0] else np.zeros(0, dtype=np.int64)
+    index = getattr(source, "mosaic", None)
+    names = index.names_at(mid) if index is not None else np.full(seg.shape[0], Path(source.path).name, dtype=object)
+    return wireframe_layers(
+        merged.lines,
+        merged.scores,
+        merged.junctions,
+        merged.junction_scores,
+        source.georef,
+        pieces=merged.pieces,
+        tiles=tiles,
+        sources=names,
+        facets=facets,
+        junction_tol=prediction.params.distance,
     )
-    rec["byte_order"] = 1
-    rec["wkb_type"] = _WKB_LINESTRING
-    rec["n_points"] = 2
-    rec["xy"] = pts.reshape(-1, 4)
-    blobs: list[bytes] = rec.view(f"V{_LINE_BLOB.itemsize}").tolist()
-    return blobs
 
 
-def point_blobs(points: np.ndarray, srs_id: int) -> list[bytes]:
-    """GeoPackage geometry blobs of Points ``[J, 2]`` (no envelope, as the standard recommends for points)."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    rec = np.zeros(pts.shape[0], dtype=_POINT_BLOB)
-    rec["magic"] = b"GP"
-    rec["flags"] = _FLAGS_LE_NO_ENVELOPE
-    rec["srs_id"] = srs_id
-    rec["byte_order"] = 1
-    rec["wkb_type"] = _WKB_POINT
-    rec["xy"] = pts
-    blobs: list[bytes] = rec.view(f"V{_POINT_BLOB.itemsize}").tolist()
-    return blobs
+def vector_frame(source: RasterSource) -> VectorFrame:
+    """The :class:`~roofmapnet.inference.vectors.VectorFrame` of a raster: its CRS and pixel → map transform."""
+    from roofmapnet.inference.vectors import VectorFrame
 
-
-def _srs_row(georef: Georeference) -> tuple[str, int, str, int, str, str] | None:
-    """The ``gpkg_spatial_ref_sys`` row of the raster's CRS (``None``: use the undefined Cartesian SRS −1)."""
-    if georef.crs_wkt is None:
-        return None
-    name = georef.crs_name or "custom CRS"
-    wkt1 = georef.crs_wkt
-    if georef.epsg is not None:
-        return (name, georef.epsg, "EPSG", georef.epsg, wkt1, f"{name} (from the input raster)")
-    return (name, CUSTOM_SRS_ID, "NONE", CUSTOM_SRS_ID, wkt1, "CRS of the input raster (no EPSG code)")
-
-
-_GPKG_SCHEMA: Final = """
-CREATE TABLE gpkg_spatial_ref_sys (
-  srs_name TEXT NOT NULL, srs_id INTEGER NOT NULL PRIMARY KEY, organization TEXT NOT NULL,
-  organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL, description TEXT);
-CREATE TABLE gpkg_contents (
-  table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, identifier TEXT UNIQUE,
-  description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
-  min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE, srs_id INTEGER,
-  CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id));
-CREATE TABLE gpkg_geometry_columns (
-  table_name TEXT NOT NULL, column_name TEXT NOT NULL, geometry_type_name TEXT NOT NULL,
-  srs_id INTEGER NOT NULL, z TINYINT NOT NULL, m TINYINT NOT NULL,
-  CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
-  CONSTRAINT uk_gc_table_name UNIQUE (table_name),
-  CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
-  CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id));
-"""
-
-
-def _layer(
-    con: sqlite3.Connection,
-    table: str,
-    geometry_type: str,
-    columns: str,
-    srs_id: int,
-    identifier: str,
-    coords: np.ndarray,
-    rows: Iterator[list[tuple[Any, ...]]],
-) -> None:
-    con.execute(
-        f"CREATE TABLE {table} (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom {geometry_type}, {columns})"
-    )
-    flat = coords.reshape(-1, 2)
-    bounds: tuple[float | None, ...] = (None, None, None, None)
-    if flat.shape[0]:
-        lo, hi = flat.min(axis=0), flat.max(axis=0)
-        bounds = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-    con.execute(
-        "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, min_x, min_y, max_x, max_y, srs_id)"
-        " VALUES (?, 'features', ?, ?, ?, ?, ?, ?, ?)",
-        (table, identifier, f"RoofMapNet {table}", *bounds, srs_id),
-    )
-    con.execute(
-        "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', ?, ?, 0, 0)",
-        (table, geometry_type, srs_id),
-    )
-    names = ["geom", *(c.split()[0] for c in columns.split(","))]
-    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    for chunk in rows:
-        con.executemany(sql, chunk)
-
-
-def write_geopackage(
-    path: str | Path,
-    merged: MergedWireframe,
-    georef: Georeference,
-    *,
-    junctions: bool = True,
-    name: str = "roofmap",
-) -> Path:
-    """Write the ``lines`` and ``junctions`` layers of a merged wireframe as a GeoPackage, atomically.
-
-    Args:
-        path: the ``.gpkg`` file to write (replaced if it exists).
-        merged: the merged wireframe (raster pixels; mapped through ``georef``).
-        georef: the raster's georeference (CRS and transform).
-        junctions: write the junctions layer's features (the layer exists either way).
-        name: prefix of the layers' ``identifier`` in ``gpkg_contents``.
-    """
-    path = Path(path)
-    lines, points = map_geometry(merged, georef)
-    srs = _srs_row(georef)
-    srs_id = -1 if srs is None else srs[1]
-    if not junctions:
-        points = np.zeros((0, 2))
-
-    def line_rows() -> Iterator[list[tuple[Any, ...]]]:
-        for lo in range(0, lines.shape[0], WRITE_CHUNK):
-            hi = lo + WRITE_CHUNK
-            blobs = linestring_blobs(lines[lo:hi], srs_id)
-            scores = merged.scores[lo:hi].astype(np.float64).tolist()
-            yield list(zip(blobs, scores, merged.pieces[lo:hi].astype(np.int64).tolist(), strict=True))
-
-    def point_rows() -> Iterator[list[tuple[Any, ...]]]:
-        for lo in range(0, points.shape[0], WRITE_CHUNK):
-            hi = lo + WRITE_CHUNK
-            blobs = point_blobs(points[lo:hi], srs_id)
-            yield list(zip(blobs, merged.junction_scores[lo:hi].astype(np.float64).tolist(), strict=True))
-
-    with atomic_path(path) as tmp:
-        con = sqlite3.connect(tmp)
-        try:
-            con.execute("PRAGMA journal_mode = MEMORY")
-            con.execute(f"PRAGMA application_id = {GPKG_APPLICATION_ID}")
-            con.execute(f"PRAGMA user_version = {GPKG_USER_VERSION}")
-            con.executescript(_GPKG_SCHEMA)
-            con.executemany(
-                "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        "WGS 84 geodetic",
-                        4326,
-                        "EPSG",
-                        4326,
-                        _WGS84_WKT,
-                        "longitude/latitude coordinates in decimal degrees on the WGS 84 spheroid",
-                    ),
-                    (
-                        "Undefined cartesian SRS",
-                        -1,
-                        "NONE",
-                        -1,
-                        "undefined",
-                        "undefined cartesian coordinate reference system",
-                    ),
-                    (
-                        "Undefined geographic SRS",
-                        0,
-                        "NONE",
-                        0,
-                        "undefined",
-                        "undefined geographic coordinate reference system",
-                    ),
-                ],
-            )
-            if srs is not None:
-                con.execute("INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", srs)
-            _layer(
-                con, "lines", "LINESTRING", "score REAL, pieces INTEGER", srs_id, f"{name} lines", lines, line_rows()
-            )
-            _layer(con, "junctions", "POINT", "score REAL", srs_id, f"{name} junctions", points, point_rows())
-            con.commit()
-        finally:
-            con.close()
-    return path
+    g = source.georef
+    return VectorFrame(g.crs_wkt, g.crs_name, g.transform, source.width, source.height, str(source.path))
 
 
 # ------------------------------------------------------------------------------------------------ all outputs
@@ -523,6 +229,7 @@ def write_raster_outputs(
     options: InferConfig,
     *,
     tiling: dict[str, Any],
+    prediction: RasterPrediction | None = None,
 ) -> list[Path]:
     """Write the outputs of one tiled raster (module docstring); returns the files written.
 
@@ -532,9 +239,13 @@ def write_raster_outputs(
         merged: the raster's merged wireframe (raster pixels).
         source: the raster it came from (georeference, reader record, preview).
         info: the run's record.
-        options: which outputs, GeoJSON junctions, post-processing, and ``raster.crs`` / ``raster.gpkg``.
+        options: which outputs, GeoJSON junctions, post-processing, and ``raster.crs`` / ``raster.vector_formats``.
         tiling: the JSON's ``tiling`` object (at least ``tile``).
+        prediction: the raster's prediction (grid and merge tolerances: each line's ``tile``, facet snapping);
+            needed for the vector files and facets.
     """
+    from roofmapnet.inference.vectors import VECTOR_FORMATS, write_vectors
+
     out = Path(out_dir)
     raster = options.raster
     georef = source.georef
@@ -542,21 +253,49 @@ def write_raster_outputs(
     if "json" in options.outputs:
         doc, streamed = _raster_json_parts(merged, source, info, options, tiling)
         written.append(write_json_streamed(out / f"{stem}{OUTPUT_SUFFIXES['json']}", doc, streamed))
-    if "geojson" in options.outputs:
+    vector_formats = [f for f in raster.vector_formats if f != "geojson"] if georef.georeferenced else []
+    want_geojson = "geojson" in options.outputs or "geojson" in raster.vector_formats
+    layers: list[VectorLayer] = []
+    facets: Facets | None = None
+    if prediction is None:
+        vector_formats, want_geojson = [], want_geojson and not georef.georeferenced
+    elif vector_formats or (want_geojson and georef.georeferenced) or "facets" in options.outputs:
+        facets = raster_facets(prediction)
+        layers = raster_vector_layers(prediction, source, facets)
+    if want_geojson:
         path = out / f"{stem}{OUTPUT_SUFFIXES['geojson']}"
         if georef.georeferenced:
-            written.append(
-                write_geojson(
-                    path, merged, georef, crs=raster.crs, junctions=options.geojson_junctions, image=source.path
-                )
+            props = {
+                "image": str(source.path),
+                "width": merged.width,
+                "height": merged.height,
+                "georeferenced": True,
+                "raster_crs": georef.crs_name,
+            }
+            chosen = layers if options.geojson_junctions else [la for la in layers if la.name != "junctions"]
+            written += write_vectors(
+                path,
+                chosen,
+                vector_frame(source),
+                fmt="geojson",
+                rfc7946=raster.crs == "wgs84",
+                decimals=WGS84_DECIMALS if raster.crs == "wgs84" else native_decimals(georef),
+                collection_properties=props,
             )
         else:
             doc = geojson_record(merged_to_wireframe(merged), source.path, junctions=options.geojson_junctions)
             written.append(write_json(path, doc))
-    if raster.gpkg and georef.georeferenced:
-        written.append(write_geopackage(out / f"{stem}{GPKG_SUFFIX}", merged, georef, name=stem))
+    for fmt in vector_formats:
+        written += write_vectors(out / f"{stem}{VECTOR_FORMATS[fmt].suffix}", layers, vector_frame(source), fmt=fmt)
+    if "facets" in options.outputs and facets is not None:
+        written.append(write_facets_json(out / f"{stem}{OUTPUT_SUFFIXES['facets']}", facets, source))
     if "overlay" in options.outputs:
         preview = source.preview(OVERLAY_MAX_SIDE)
         wf = merged_to_wireframe(merged, size=(int(preview.shape[0]), int(preview.shape[1])))
         written.append(write_overlay(out / f"{stem}{OUTPUT_SUFFIXES['overlay']}", preview, wf, info.threshold))
     return written
+
+
+def write_facets_json(path: Path, facets: Facets, source: RasterSource) -> Path:
+    """``<stem>_facets.json``: the facets in raster pixels (:meth:`Facets.record`)."""
+    return write_json(path, facets_document(facets, source.path, source.width, source.height))

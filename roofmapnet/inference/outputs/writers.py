@@ -42,14 +42,16 @@ import numpy as np
 from PIL import Image
 
 from roofmapnet import __version__
-from roofmapnet.config.schema import OUTPUT_KINDS, ModelConfig
+from roofmapnet.config.schema import DEFAULT_OUTPUTS, OUTPUT_KINDS, ModelConfig
 from roofmapnet.inference.postprocess import postprocess_threshold_px
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.utils.io import atomic_path, atomic_write_text
 
 COORDINATE_SYSTEM: Final = "image pixels, origin top-left, x right, y down"
 #: Output kinds accepted by ``--outputs``, in writing order.
-OUTPUT_SUFFIXES: Final = {"json": ".json", "geojson": ".geojson", "overlay": "_overlay.png"}
+OUTPUT_SUFFIXES: Final = {"json": ".json", "geojson": ".geojson", "overlay": "_overlay.png", "facets": "_facets.json"}
+#: Facet snapping tolerance of a plain image, in heatmap cells (as the raster merge's ``distance``).
+FACET_SNAP_CELLS: Final = 1.5
 
 _COORD_DECIMALS = 3
 _SCORE_DECIMALS = 6
@@ -310,6 +312,23 @@ def write_overlay(
     return path
 
 
+def facets_document(facets: Any, image_path: str | Path, width: int, height: int) -> dict[str, Any]:
+    """The ``<stem>_facets.json`` document: roof facets as pixel polygons.
+
+    ``facets``: one object per facet with ``building`` (connected component of the wireframe), ``area`` (px²),
+    ``edges`` (corners), ``exterior`` (closed ring ``[[x, y], ...]``, positive signed area in x-right / y-down
+    pixel coordinates, i.e. clockwise on screen) and ``interiors`` (holes); see :mod:`roofmapnet.inference.facets`.
+    """
+    return {
+        "image": str(image_path),
+        "width": int(width),
+        "height": int(height),
+        "coordinate_system": "image pixels (origin top-left, x right, y down, pixel edges at integers)",
+        "buildings": int(facets.buildings),
+        "facets": facets.record(),
+    }
+
+
 def output_paths(out_dir: str | Path, stem: str, kinds: Collection[str] = OUTPUT_KINDS) -> dict[str, Path]:
     """``{kind: <out_dir>/<stem><suffix>}`` for the requested output kinds (in :data:`OUTPUT_KINDS` order)."""
     out_dir = Path(out_dir)
@@ -323,7 +342,7 @@ def write_outputs(
     image_path: str | Path,
     info: RunInfo,
     *,
-    kinds: Collection[str] = OUTPUT_KINDS,
+    kinds: Collection[str] = DEFAULT_OUTPUTS,
     image: np.ndarray | None = None,
 ) -> list[Path]:
     """Write the requested outputs of one image; returns the files written.
@@ -334,7 +353,7 @@ def write_outputs(
         wf: the image's wireframe (``image_size`` = the original image's size).
         image_path: the input path as given (recorded in the outputs).
         info: the run's settings.
-        kinds: any of ``json``, ``geojson``, ``overlay``.
+        kinds: any of ``json``, ``geojson``, ``overlay``, ``facets`` (roof-face polygons in image pixels).
         image: the original RGB image; required for ``overlay``.
     """
     written: list[Path] = []
@@ -343,6 +362,13 @@ def write_outputs(
             written.append(write_json(path, prediction_record(wf, image_path, info)))
         elif kind == "geojson":
             written.append(write_json(path, geojson_record(wf, image_path, junctions=info.geojson_junctions)))
+        elif kind == "facets":
+            from roofmapnet.inference.facets import polygonize_wireframe
+
+            h, w = wf.image_size
+            cell = max(h / wf.heatmap_size[0], w / wf.heatmap_size[1])
+            facets = polygonize_wireframe(wf.lines_xyxy(), snap=FACET_SNAP_CELLS * cell)
+            written.append(write_json(path, facets_document(facets, image_path, w, h)))
         else:
             if image is None:
                 msg = "write_outputs: the overlay needs the original image"

@@ -198,7 +198,7 @@ def run_raster(
     """Tiled inference on one raster and its outputs; a failure becomes a :class:`SkippedInput`.
 
     Outputs (``OUT/<stem>...``): ``.json`` (raster pixels + georeference), ``.geojson`` (map coordinates when
-    georeferenced), ``.gpkg`` (georeferenced rasters, ``options.raster.gpkg``) and ``_overlay.png`` (a preview of
+    georeferenced), vector files (georeferenced rasters, ``options.raster.vector_formats``) and ``_overlay.png`` (a preview of
     at most 4096 px), per ``options.outputs``.
     """
     start = time.perf_counter()
@@ -208,7 +208,14 @@ def run_raster(
             prediction = predict_raster(predictor, source, options, progress=progress)
             t0 = time.perf_counter()
             written = write_raster_outputs(
-                out_dir, stem, prediction.merged, source, info, options, tiling=prediction.tiling_record()
+                out_dir,
+                stem,
+                prediction.merged,
+                source,
+                info,
+                options,
+                tiling=prediction.tiling_record(),
+                prediction=prediction,
             )
             prediction.stats.write_seconds = time.perf_counter() - t0
     except DataError as exc:

@@ -17,7 +17,12 @@ def test_defaults_are_the_cli_defaults() -> None:
     assert cfg.outputs == ("json", "geojson", "overlay")
     assert (cfg.workers, cfg.postprocess, cfg.postprocess_t, cfg.batch_size) == (2, True, 0.01, None)
     assert cfg.raster == RasterConfig()
-    assert (cfg.raster.crs, cfg.raster.gpkg, cfg.raster.tile_all, cfg.raster.stretch) == ("wgs84", True, False, (2, 98))
+    assert (cfg.raster.crs, cfg.raster.vector_formats, cfg.raster.tile_all, cfg.raster.stretch) == (
+        "wgs84",
+        ("gpkg",),
+        False,
+        (2, 98),
+    )
 
 
 def test_comma_separated_values_are_parsed() -> None:

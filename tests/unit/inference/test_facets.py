@@ -114,6 +114,9 @@ def test_slivers_degenerate_lines_and_empty_input() -> None:
     f = polygonize_wireframe(np.concatenate([HIP, [[5, 5, 5, 5]]]), min_area=10.0)
     assert _areas(f) == [21.0, 21.0]
     assert f.line_building[-1] == -1  # the zero-length line belongs to no building
+    collapsed = polygonize_wireframe(np.concatenate([HIP, [[5, 1, 5.2, 1]]]), snap=0.5)  # shorter than snap
+    assert len(collapsed) == 4
+    assert collapsed.line_building[-1] == -1
     open_lines = HIP[[0, 4]]  # no closed ring
     f = polygonize_wireframe(open_lines)
     assert len(f) == 0

@@ -1,4 +1,5 @@
-"""Developer task runner: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` runs the benchmarks.
+"""Developer task runner: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` runs the benchmarks,
+``nox -s bench_real -- ...`` the real-data (RoofVec) training benchmark.
 
 Sessions reuse the current interpreter's environment (``venv_backend="none"``) so that the CPU torch wheel
 installed by the README's set-up is used rather than a multi-GB CUDA download.
@@ -41,6 +42,12 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (speed as side-by-side ratios, with peak memory); results go to docs/performance.md by hand."""
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(name="bench_real", default=False)
+def bench_real(session: nox.Session) -> None:
+    """Real-data benchmark (RoofVec): ``nox -s bench_real -- ROOFVEC/SimpleRoofTXT --steps 2000 --eval-every 250``."""
+    session.run("python", "bench/bench_real.py", *session.posargs)
 
 
 @nox.session(default=False)

@@ -84,10 +84,13 @@ def test_sample_and_batch_contract(data_root: Path) -> None:
         "lpre": ((2, 4, 2, 2), torch.float32),
         "lpre_label": ((2, 4), torch.float32),
         "lpre_mask": ((2, 4), torch.bool),
+        "content_box": ((2, 4), torch.float32),
     }
     assert set(batch) == {*expected, "name"}
     for key, (shape, dtype) in expected.items():
         assert (tuple(batch[key].shape), batch[key].dtype) == (shape, dtype), key
+    # Not letterboxed: each image fills the whole heatmap.
+    assert batch["content_box"].tolist() == [[0.0, 0.0, H, H]] * 2
     assert batch["name"] == ["tri", "square"]
     # Padding: tri has 3 junctions and 2 + 1 static lines, square 4 and 3 (of 5) + 1.
     assert batch["junc_mask"].tolist() == [[True, True, True, False], [True] * 4]

@@ -30,6 +30,13 @@ class AxisOrderChoice(str, Enum):
     yx = "yx"
 
 
+class ResizeChoice(str, Enum):
+    """How images become the square network input (``data.resize``)."""
+
+    stretch = "stretch"
+    letterbox = "letterbox"
+
+
 class FormatChoice(str, Enum):
     """Raw annotation layout (docs/data-format.md §2)."""
 
@@ -208,6 +215,14 @@ def preprocess_command(
     skip_existing: Annotated[
         bool, typer.Option(help="Keep samples whose image and label already exist.", rich_help_panel=_OUTPUT)
     ] = False,
+    resize: Annotated[
+        ResizeChoice | None,
+        typer.Option(
+            help="stretch each axis, or letterbox (aspect kept, padded with model.image.mean). "
+            "Default: data.resize. Train and infer with the same data.resize.",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = None,
 ) -> None:
     """Convert raw roof annotations into training images and [bold]*_label.npz[/] targets.
 
@@ -224,7 +239,11 @@ def preprocess_command(
         image_size = heatmap_size * 4
     cfg = load_config(
         config if config is not None else default_config_path(),
-        {"model.image_size": image_size, "model.heatmap_size": heatmap_size},
+        {
+            "model.image_size": image_size,
+            "model.heatmap_size": heatmap_size,
+            "data.resize": resize.value if resize is not None else None,
+        },
     )
     options = PreprocessOptions(
         image_size=cfg.model.image_size,
@@ -240,6 +259,8 @@ def preprocess_command(
         image_extensions=cfg.data.image_extensions,
         gis=_gis_options(lines, lines_layer, footprints, footprints_layer, crop_size, min_lines, bands),
         follow_symlinks=follow_symlinks,
+        resize=cfg.data.resize,
+        fill=cfg.model.image.mean,
     )
     summary = preprocess(raw_dir, out_dir, options, show_progress=is_tty())
     print_summary(summary)

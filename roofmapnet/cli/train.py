@@ -13,6 +13,7 @@ from roofmapnet.errors import ConfigError
 
 _HW = "Hardware"
 _RUN = "Run"
+_INIT = "Fine-tuning"
 
 GpusOption = Annotated[
     int | None,
@@ -102,6 +103,22 @@ def train_command(
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop after this many minutes of training.", rich_help_panel=_RUN)
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from these weights (official .pth, a .ckpt or an exported state-dict); the architecture is "
+            "the config's, optimiser and schedule start fresh.",
+            rich_help_panel=_INIT,
+        ),
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            help="With --init-from: load the keys that match and list the skipped ones.",
+            rich_help_panel=_INIT,
+        ),
+    ] = False,
     set_: SetOption = None,
 ) -> None:
     """Train RoofMapNet on a preprocessed dataset.
@@ -109,6 +126,9 @@ def train_command(
     Checkpoints go to LOGDIR/checkpoints/ (last.ckpt, the 3 best by validation total loss, and best-sAP10.ckpt,
     the highest validation sAP10: the one to evaluate and deploy), TensorBoard events and the resolved config.yaml
     to LOGDIR.
+
+    Fine-tuning: --init-from W loads the weights strictly (any missing, unexpected or differently shaped key is an
+    error); --init-from W --partial loads what matches and lists every skipped key (also in LOGDIR/init_from.json).
 
     Example: [bold]roofmap train --data-root data/roofs --logdir runs/exp1 --gpus 1 --precision 16[/]
     """
@@ -132,6 +152,8 @@ def train_command(
         max_minutes=max_minutes,
         overrides=parse_set_options(set_),
         notify=notice,
+        init_from=init_from,
+        partial=partial,
     )
     _print_result(result)
 

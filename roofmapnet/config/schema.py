@@ -187,6 +187,11 @@ class DataConfig(StrictModel):
     """Dataset behaviour."""
 
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Training augmentation.")
+    resize: Literal["stretch", "letterbox"] = Field(
+        "stretch",
+        description="Image → square network input: `stretch` each axis (L-CNN's), or `letterbox` (aspect kept, padded "
+        "with model.image.mean). Used by preprocess and inference; stored in checkpoints.",
+    )
     image_extensions: tuple[str, ...] = Field(
         (".png", ".jpg", ".jpeg", ".tif", ".tiff"), description="Image file suffixes recognised in data folders."
     )

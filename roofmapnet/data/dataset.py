@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from roofmapnet.config.schema import RootConfig
-from roofmapnet.data.targets import CLIP_EPS, junction_maps, validate_label
+from roofmapnet.data.targets import CLIP_EPS, CONTENT_BOX, junction_maps, validate_label
 from roofmapnet.errors import DataError
 from roofmapnet.utils.io import TMP_PREFIX
 
@@ -133,6 +133,11 @@ def transform_sample(
             out[key] = transform_points(sample[key], (h, w), **kw)
     new_hw = out["lmap"].shape[-2:]
     out["jmap"], out["joff"] = junction_maps(out["junc"], (int(new_hw[0]), int(new_hw[1])))
+    if CONTENT_BOX in sample:  # a letterboxed image's box moves with it (its two corners, re-sorted)
+        top, left, bh, bw = np.asarray(sample[CONTENT_BOX], dtype=np.float32).tolist()
+        corners = transform_points(np.array([[top, left], [top + bh, left + bw]], np.float32), (h, w), **kw)
+        lo, hi = corners.min(axis=0), corners.max(axis=0)
+        out[CONTENT_BOX] = np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], dtype=np.float32)
     return out
 
 
@@ -249,8 +254,18 @@ class RoofDataset(Dataset[dict[str, Any]]):
             "Lneg": torch.from_numpy(arrays["Lneg"]),
             "lpre": torch.from_numpy(lpre),
             "lpre_label": torch.from_numpy(lpre_label),
+            "content_box": torch.from_numpy(self.content_box(arrays)),
             "name": self.items[index][0],
         }
+
+    @staticmethod
+    def content_box(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """float32 ``[top, left, height, width]`` of the image inside the heatmap: the letterbox of the label file,
+        else the whole heatmap."""
+        if CONTENT_BOX in arrays:
+            return np.asarray(arrays[CONTENT_BOX], dtype=np.float32)
+        h, w = arrays["lmap"].shape[-2:]
+        return np.array([0, 0, h, w], dtype=np.float32)
 
     def normalise(self, image: np.ndarray) -> np.ndarray:
         """``(rgb - mean) / stddev`` of an ``[H, W, 3]`` uint8 image, as ``[3, H, W]`` float32."""
@@ -330,5 +345,6 @@ def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "lpre": lpre,
         "lpre_label": lpre_label,
         "lpre_mask": lpre_mask,
+        **({"content_box": torch.stack([s["content_box"] for s in samples])} if "content_box" in samples[0] else {}),
         "name": [str(s["name"]) for s in samples],
     }

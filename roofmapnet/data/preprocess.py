@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from roofmapnet.config.schema import ImageConfig
 from roofmapnet.data.formats.base import Annotation
 from roofmapnet.data.formats.gis import GisOptions
 from roofmapnet.data.raw import (
@@ -39,7 +40,8 @@ from roofmapnet.data.raw import (
     read_json_split,
     read_rid2_splits,
 )
-from roofmapnet.data.targets import compute_targets, save_label, scale_lines
+from roofmapnet.data.resize import RESIZE_MODES, ResizeGeometry
+from roofmapnet.data.targets import CONTENT_BOX, compute_targets, save_label, scale_lines
 from roofmapnet.errors import ConfigError, DataError
 from roofmapnet.utils.io import TMP_PREFIX, atomic_path, atomic_write_text
 
@@ -68,6 +70,8 @@ class PreprocessOptions:
         gis: the vector layers and crop settings of ``--format gis``.
         follow_symlinks: accept symbolic links in the images folder that point outside it (by default they are
             refused like ``..`` in a filename).
+        resize: ``stretch`` or ``letterbox`` (``data.resize``, :mod:`roofmapnet.data.resize`).
+        fill: RGB padding of letterboxed images (0-255): the normalisation mean ``model.image.mean``.
     """
 
     image_size: int = 512
@@ -83,11 +87,15 @@ class PreprocessOptions:
     image_extensions: tuple[str, ...] = DEFAULT_IMAGE_EXTENSIONS
     gis: GisOptions | None = None
     follow_symlinks: bool = False
+    resize: str = "stretch"
+    fill: tuple[float, float, float] = ImageConfig().mean
 
     def __post_init__(self) -> None:
         problems = []
         if self.image_size < 1 or self.heatmap_size < 2:
             problems.append(f"image_size ({self.image_size}) and heatmap_size ({self.heatmap_size}) must be positive")
+        if self.resize not in RESIZE_MODES:
+            problems.append(f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}")
         if self.axis_order not in ("xy", "yx"):
             problems.append(f"axis_order must be 'xy' or 'yx', not {self.axis_order!r}")
         if self.splits is not None and (unknown := [s for s in self.splits if s not in SPLITS]):
@@ -107,6 +115,8 @@ class Task:
     dest: Path
     image_size: int
     heatmap_size: int
+    resize: str = "stretch"
+    fill: tuple[float, float, float] = ImageConfig().mean
 
 
 @dataclass(frozen=True)
@@ -173,14 +183,6 @@ def outputs_of(dest: Path, name: str) -> tuple[Path, Path]:
     return dest / f"{name}.png", dest / f"{name}{LABEL_SUFFIX}"
 
 
-def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    if rgb.shape[0] == size and rgb.shape[1] == size:
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
-
-
 def write_sample(dest: Path, name: str, rgb: np.ndarray, targets: dict[str, np.ndarray]) -> None:
     """Write ``<name>.png`` and ``<name>_label.npz`` atomically, as a pair.
 
@@ -198,33 +200,51 @@ def write_sample(dest: Path, name: str, rgb: np.ndarray, targets: dict[str, np.n
                 os.fsync(fh.fileno())
 
 
-def validated_targets(lines_xy: np.ndarray, image_hw: tuple[int, int], heatmap_size: int) -> dict[str, np.ndarray]:
+def validated_targets(
+    lines_xy: np.ndarray, image_hw: tuple[int, int], heatmap_size: int, geometry: ResizeGeometry | None = None
+) -> dict[str, np.ndarray]:
     """Label arrays of validated ``[L, 4]`` ``x1, y1, x2, y2`` lines drawn on an ``image_hw`` image.
+
+    With a letterbox ``geometry`` the labels follow the resized image inside its padding, and ``content_box``
+    (float32 ``[top, left, height, width]`` of the image in heatmap coordinates) is added for evaluation.
 
     Raises:
         DataError: a line wholly outside the image, or one that collapses to a point once clipped and scaled.
     """
     check_inside(lines_xy, image_hw)
-    yx = scale_lines(lines_xy, image_hw, (heatmap_size, heatmap_size))
+    yx = scale_lines(lines_xy, image_hw, (heatmap_size, heatmap_size), geometry)
     degenerate = np.flatnonzero((yx[:, 0] == yx[:, 1]).all(axis=1))
     if degenerate.size:
         i = int(degenerate[0])
         raise DataError(f"lines[{i}]: zero length once clipped to the image and scaled to the heatmap")
-    return compute_targets(yx, (heatmap_size, heatmap_size))
+    targets = compute_targets(yx, (heatmap_size, heatmap_size))
+    if geometry is not None and not geometry.is_identity_frame:
+        targets[CONTENT_BOX] = np.asarray(geometry.content_box(heatmap_size), dtype=np.float32)
+    return targets
 
 
-def build_sample(sample: RawSample, image_size: int, heatmap_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Decode, validate and convert one sample: the resized image and its label arrays.
+def build_sample(
+    sample: RawSample,
+    image_size: int,
+    heatmap_size: int,
+    resize: str = "stretch",
+    fill: tuple[float, float, float] = ImageConfig().mean,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Decode, validate and convert one sample: the resized (``stretch`` or ``letterbox``) image and its labels.
 
     Raises:
         DataError: with the reason for the summary (bad lines, unreadable image, no lines, …).
     """
-    rgb, targets, _, _ = build_annotated_sample(sample, image_size, heatmap_size)
+    rgb, targets, _, _ = build_annotated_sample(sample, image_size, heatmap_size, resize, fill)
     return rgb, targets
 
 
 def build_annotated_sample(
-    sample: RawSample, image_size: int, heatmap_size: int
+    sample: RawSample,
+    image_size: int,
+    heatmap_size: int,
+    resize: str = "stretch",
+    fill: tuple[float, float, float] = ImageConfig().mean,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], Annotation, tuple[int, int]]:
     """:func:`build_sample`, plus the reader's :class:`~roofmapnet.data.formats.Annotation` (warnings, metadata)
     and the source image's ``(height, width)``.
@@ -255,7 +275,9 @@ def build_annotated_sample(
     if sample.declared_hw is not None and sample.declared_hw != hw:
         dh, dw = sample.declared_hw
         raise DataError(f"'height'/'width' ({dh}×{dw}) differ from the image's size ({hw[0]}×{hw[1]})")
-    return _resize(rgb, image_size), validated_targets(lines, hw, heatmap_size), annotation, hw
+    geometry = ResizeGeometry.fit(hw, image_size, resize)
+    rgb = geometry.resize_image(rgb, fill)
+    return rgb, validated_targets(lines, hw, heatmap_size, geometry), annotation, hw
 
 
 def sample_meta(annotation: Annotation, image_hw: tuple[int, int], image_size: int) -> dict[str, Any]:
@@ -273,7 +295,9 @@ def process_task(task: Task) -> SampleResult:
     """Process one sample; never raises for bad input (a failed result carries the reason)."""
     s = task.sample
     try:
-        rgb, targets, annotation, hw = build_annotated_sample(s, task.image_size, task.heatmap_size)
+        rgb, targets, annotation, hw = build_annotated_sample(
+            s, task.image_size, task.heatmap_size, task.resize, task.fill
+        )
         write_sample(task.dest, s.name, rgb, targets)
     except DataError as exc:
         return SampleResult(s.split, s.name, s.source, "failed", str(exc).splitlines()[0])
@@ -344,7 +368,7 @@ def run_samples(
         if options.skip_existing and sample.error is None and all(p.is_file() for p in outputs_of(dest, sample.name)):
             pending.append(SampleResult(sample.split, sample.name, sample.source, "skipped", meta=_known_meta(sample)))
             continue
-        tasks.append(Task(sample, dest, options.image_size, options.heatmap_size))
+        tasks.append(Task(sample, dest, options.image_size, options.heatmap_size, options.resize, options.fill))
     if on_total is not None:
         on_total(len(tasks) + len(pending))
     for result in pending:

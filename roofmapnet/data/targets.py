@@ -27,13 +27,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import zoom
 
 from roofmapnet.errors import DataError
+
+if TYPE_CHECKING:
+    from roofmapnet.data.resize import ResizeGeometry
 
 #: Junctions are clipped to ``[0, size - CLIP_EPS]`` so that ``floor`` stays inside the heatmap.
 CLIP_EPS = 1e-4
@@ -42,6 +45,8 @@ MAX_LNEG_PAIRS = 4000
 MAX_LNEG_LINES = 2000
 #: The fields of a label file, in the order they are written.
 LABEL_FIELDS: tuple[str, ...] = ("jmap", "joff", "lmap", "junc", "Lpos", "Lneg", "lpos", "lneg")
+#: Optional field of letterboxed samples: float32 ``[top, left, height, width]`` of the image in heatmap coordinates.
+CONTENT_BOX = "content_box"
 #: Largest float32 below 0.5: offsets are stored in ``[-0.5, 0.5)`` even after rounding to float32.
 _OFF_MAX = np.nextafter(np.float32(0.5), np.float32(0.0))
 #: Rasterisation steps (summed line lengths) per chunk when ranking negatives: bounds the memory, and small
@@ -274,17 +279,27 @@ def mean_overlap(
 
 
 def scale_lines(
-    lines_xy: NDArray[np.floating[Any]], image_hw: tuple[int, int], heatmap_hw: tuple[int, int]
+    lines_xy: NDArray[np.floating[Any]],
+    image_hw: tuple[int, int],
+    heatmap_hw: tuple[int, int],
+    geometry: ResizeGeometry | None = None,
 ) -> NDArray[np.float32]:
     """Scale ``[L, 4]`` ``x1, y1, x2, y2`` image-pixel lines to ``[L, 2, 2]`` (y, x) heatmap coordinates.
 
     x is scaled by ``w / W`` and y by ``h / H`` (pixel edges at integers, so the image's right edge ``W`` maps
     to ``w``), the result is rounded to float32 and clipped to ``[0, size - 1e-4]`` in float32, so that the
-    stored junctions, ``floor`` and the offsets all see the same numbers.
+    stored junctions, ``floor`` and the offsets all see the same numbers.  With a letterbox ``geometry``
+    (:mod:`roofmapnet.data.resize`, square heatmaps) the lines go where the resized image lies inside the padding;
+    a stretch geometry gives the same numbers as none.
     """
     lines = np.asarray(lines_xy, dtype=np.float64).reshape(-1, 2, 2)
     (big_h, big_w), (h, w) = image_hw, heatmap_hw
-    yx = lines[:, :, ::-1] * np.array([h / big_h, w / big_w])
+    if geometry is not None:
+        if h != w or geometry.image_hw != (big_h, big_w):
+            raise ValueError(f"a resize geometry of {geometry.image_hw} needs square heatmaps of that image")
+        yx = geometry.forward(lines[:, :, ::-1], side=h)
+    else:
+        yx = lines[:, :, ::-1] * np.array([h / big_h, w / big_w])
     hi = np.array([h - CLIP_EPS, w - CLIP_EPS], dtype=np.float32)
     # + 0 turns -0.0 into 0.0 so that exact-coordinate deduplication treats them alike.
     return np.clip(yx.astype(np.float32), np.float32(0), hi) + np.float32(0)
@@ -394,8 +409,8 @@ def targets_from_image_lines(
 
 
 def save_label(path: str | Path, targets: Mapping[str, np.ndarray]) -> None:
-    """Write exactly the fields of :data:`LABEL_FIELDS` to ``path`` as a compressed npz (not atomic)."""
-    payload: dict[str, Any] = {name: targets[name] for name in LABEL_FIELDS}
+    """Write the fields of :data:`LABEL_FIELDS` (and :data:`CONTENT_BOX` if present) as a compressed npz (not atomic)."""
+    payload: dict[str, Any] = {name: targets[name] for name in (*LABEL_FIELDS, CONTENT_BOX) if name in targets}
     with Path(path).open("wb") as fh:
         np.savez_compressed(fh, **payload)
 
@@ -485,6 +500,13 @@ def validate_label(
         and (out["junc"][:, 1] < w).all()
     ):
         raise DataError(f"{source}: field 'junc' has coordinates outside the {h}×{w} heatmap")
-    return {
+    result = {
         name: out[name].astype(np.float32 if name in _FLOAT_FIELDS else np.int64, copy=False) for name in LABEL_FIELDS
     }
+    if CONTENT_BOX in arrays:
+        box = np.asarray(arrays[CONTENT_BOX])
+        top, left, bh, bw = box.astype(np.float64).tolist() if box.shape == (4,) else (np.nan,) * 4
+        if not (top >= 0 and left >= 0 and 0 < bh <= h - top + 1e-3 and 0 < bw <= w - left + 1e-3):
+            raise DataError(f"{source}: field '{CONTENT_BOX}' must be [top, left, height, width] inside the heatmap")
+        result[CONTENT_BOX] = box.astype(np.float32)
+    return result

@@ -5,7 +5,9 @@ list of per-image numpy records, so it can be gathered across DDP ranks (``torch
 and the metrics computed once on the union — averaging per-rank sAP would be wrong.
 
 All line metrics are computed in L-CNN's 128×128 space: predictions and ground truth are rescaled from the
-model's heatmap size, so sAP of a 64² small preset is comparable to the reference's.
+model's heatmap size, so sAP of a 64² small preset is comparable to the reference's.  Letterboxed samples
+(``data.resize: letterbox``; the batch's ``content_box``) are first mapped to the frame the image would fill
+stretched, so that sAP means the same for both resize modes.  mAP^J stays in the model's heatmap frame.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor
 
 from roofmapnet.config import RootConfig
+from roofmapnet.data.resize import content_to_frame
 from roofmapnet.models.outputs import HeadOutputs, Wireframe
 
 #: L-CNN evaluates in this square space.
@@ -49,6 +52,11 @@ def gt_lines_from_batch(batch: dict[str, Any], i: int) -> Tensor:
     return torch.stack([junc[pairs[:, 0]], junc[pairs[:, 1]]], dim=1) if len(pairs) else junc.new_zeros((0, 2, 2))
 
 
+def _full(box: Tensor, side: int) -> bool:
+    """Whether a ``[top, left, height, width]`` box covers the whole ``side``² heatmap."""
+    return bool(torch.equal(box.double().cpu(), torch.tensor([0.0, 0.0, side, side], dtype=torch.float64)))
+
+
 @dataclass
 class Evaluator:
     """Accumulates :class:`ImageRecord`s; ``compute()`` returns the metrics (percentages).
@@ -73,15 +81,21 @@ class Evaluator:
         wireframes: list[Wireframe] = model.decode(out)
         jprob = out.jmap_prob.float() if self.junctions else None
         joff = out.joff_pred.float() if self.junctions else None
+        boxes = batch.get("content_box")
         for i, wf in enumerate(wireframes):
             h, w = wf.heatmap_size
             scale = torch.tensor([METRIC_SPACE / h, METRIC_SPACE / w], dtype=torch.float64)
-            gt = gt_lines_from_batch(batch, i).double().cpu() * scale
+            gt = gt_lines_from_batch(batch, i).double().cpu()
+            pred = wf.lines.detach().double().cpu()
+            if boxes is not None and h == w and not _full(boxes[i], h):
+                box = boxes[i].double().cpu().tolist()
+                gt, pred = content_to_frame(gt, box, h), content_to_frame(pred, box, h)
+            gt = gt * scale
             junc = torch.as_tensor(batch["junc"][i])[torch.as_tensor(batch["junc_mask"][i]).bool()]
             self.records.append(
                 ImageRecord(
                     name=str(batch["name"][i]) if "name" in batch else str(len(self.records)),
-                    lines=(wf.lines.detach().double().cpu() * scale).numpy(),
+                    lines=(pred * scale).numpy(),
                     scores=wf.scores.detach().float().cpu().numpy(),
                     gt_lines=gt.numpy(),
                     gt_junctions=junc.double().cpu().numpy(),

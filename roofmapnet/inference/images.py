@@ -35,7 +35,10 @@ Network input (:func:`prepare_image`)
     matches Pillow's ``BILINEAR`` resize that ``roofmap preprocess`` applies to training images (within uint8
     rounding), then normalised with
     ``model.image.mean`` / ``stddev`` (0-255 scale, RGB).  Predictions are mapped back per axis
-    (``y·H/h``, ``x·W/w``; :class:`roofmapnet.models.outputs.Wireframe`).
+    (``y·H/h``, ``x·W/w``; :class:`roofmapnet.models.outputs.Wireframe`).  A model trained with
+    ``data.resize: letterbox`` gets its images letterboxed instead (:mod:`roofmapnet.data.resize`: aspect kept,
+    centred, the padding exactly 0 after normalisation), and its predictions are mapped back through the same
+    geometry (:meth:`~roofmapnet.inference.predictor.Predictor.predict`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from roofmapnet.config.schema import ImageConfig
+from roofmapnet.data.resize import ResizeGeometry
 from roofmapnet.errors import DataError
 from roofmapnet.inference.types import SkippedInput
 
@@ -255,6 +259,7 @@ def prepare_image(
     image_cfg: ImageConfig,
     *,
     antialias: bool = True,
+    resize: str = "stretch",
 ) -> Tensor:
     """Resize an RGB uint8 [H, W, 3] image to the network input and normalise it.
 
@@ -264,6 +269,8 @@ def prepare_image(
         image_cfg: normalisation (``cfg.model.image``), RGB order, 0-255 scale.
         antialias: low-pass filter when downsampling (torch's ``antialias=True``, equal to Pillow's bilinear
             resize used for the training images, and to the ``skimage.transform.resize`` of L-CNN's demo).
+        resize: ``stretch`` or ``letterbox`` (``data.resize``; letterbox pads with 0 after normalisation, i.e.
+            with the mean colour).
 
     Returns:
         [3, S, S] float32 tensor, ``(resize(image) - mean) / stddev``.
@@ -274,10 +281,15 @@ def prepare_image(
         msg = f"expected an [H, W, 3] RGB image, got shape {tuple(x.shape)}"
         raise ValueError(msg)
     x = x.permute(2, 0, 1)
-    if tuple(x.shape[1:]) != (image_size, image_size):
-        x = F.interpolate(
-            x[None], size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=antialias
-        )[0]
+    geometry = ResizeGeometry.fit((int(x.shape[1]), int(x.shape[2])), image_size, resize)
+    if tuple(x.shape[1:]) != geometry.content_hw:
+        x = F.interpolate(x[None], size=geometry.content_hw, mode="bilinear", align_corners=False, antialias=antialias)[
+            0
+        ]
     mean = torch.tensor(image_cfg.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(image_cfg.stddev, dtype=torch.float32).view(3, 1, 1)
-    return (x - mean) / std
+    x = (x - mean) / std
+    if geometry.is_identity_frame:
+        return x
+    (top, left), (ch, cw) = geometry.offset_yx, geometry.content_hw
+    return F.pad(x, (left, image_size - left - cw, top, image_size - top - ch), value=0.0)

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from roofmapnet.config.schema import InferConfig, ModelConfig, RootConfig
+from roofmapnet.data.resize import ResizeGeometry
 from roofmapnet.export.runtime import is_exported_model, load_exported_model
 from roofmapnet.inference.images import prepare_image
 from roofmapnet.inference.postprocess import postprocess_lines, postprocess_threshold_px
@@ -43,9 +44,10 @@ from roofmapnet.models.outputs import Wireframe, WireframeModel
 from roofmapnet.utils.device import autocast, resolve_device, resolve_precision
 
 
-def model_input(image: np.ndarray | Tensor, cfg: ModelConfig) -> Tensor:
-    """An RGB [H, W, 3] image (0-255, any size) → the [3, S, S] network input (resized, normalised)."""
-    return prepare_image(image, cfg.image_size, cfg.image)
+def model_input(image: np.ndarray | Tensor, cfg: ModelConfig, resize: str = "stretch") -> Tensor:
+    """An RGB [H, W, 3] image (0-255, any size) → the [3, S, S] network input (resized as ``resize`` says, the
+    model's ``data.resize``, and normalised)."""
+    return prepare_image(image, cfg.image_size, cfg.image, resize=resize)
 
 
 def image_scale(wf: Wireframe) -> Tensor:
@@ -168,9 +170,15 @@ class Predictor:
         return [self._finish(wf, options) for wf in raw]
 
     def _finish(self, wf: Wireframe, options: InferConfig) -> Wireframe:
-        """Move to CPU/float64, drop non-finite lines and post-process in image space."""
+        """Move to CPU/float64, undo a letterbox, drop non-finite lines and post-process in image space."""
         lines = wf.lines.detach().to("cpu", torch.float64)
         scores = wf.scores.detach().to("cpu", torch.float64)
+        junctions = wf.junctions.detach().to("cpu", torch.float64)
+        if self.cfg.data.resize != "stretch" and wf.heatmap_size[0] == wf.heatmap_size[1]:
+            # Letterboxed input: map the heatmap frame to the one Wireframe scales per axis to image pixels.
+            geometry = ResizeGeometry.fit(wf.image_size, self.cfg.model.image_size, self.cfg.data.resize)
+            lines = geometry.to_stretch_frame(lines, wf.heatmap_size[0])
+            junctions = geometry.to_stretch_frame(junctions, wf.heatmap_size[0])
         finite = torch.isfinite(lines).flatten(1).all(dim=1) & torch.isfinite(scores)
         lines, scores = lines[finite], scores[finite]
         if options.postprocess and lines.shape[0] > 1:
@@ -183,7 +191,7 @@ class Predictor:
         return Wireframe(
             lines=lines,
             scores=scores,
-            junctions=wf.junctions.detach().to("cpu", torch.float64),
+            junctions=junctions,
             junction_scores=wf.junction_scores.detach().to("cpu", torch.float64),
             heatmap_size=wf.heatmap_size,
             image_size=wf.image_size,
@@ -191,5 +199,5 @@ class Predictor:
 
     def predict_images(self, images: Sequence[np.ndarray], options: InferConfig | None = None) -> list[Wireframe]:
         """Wireframes of RGB uint8 [H, W, 3] images (any sizes) held in memory."""
-        batch = torch.stack([model_input(im, self.cfg.model) for im in images])
+        batch = torch.stack([model_input(im, self.cfg.model, self.cfg.data.resize) for im in images])
         return self.predict(batch, [(int(im.shape[0]), int(im.shape[1])) for im in images], options)

@@ -49,6 +49,7 @@ class ImageFiles:
     def __init__(self, paths: Sequence[Path], cfg: RootConfig, *, keep_original: bool) -> None:
         self.paths = list(paths)
         self.model_cfg = cfg.model
+        self.resize = cfg.data.resize
         self.keep_original = keep_original
 
     def __len__(self) -> int:
@@ -63,7 +64,7 @@ class ImageFiles:
         return LoadedImage(
             index,
             path,
-            tensor=model_input(rgb, self.model_cfg),
+            tensor=model_input(rgb, self.model_cfg, self.resize),
             size=(int(rgb.shape[0]), int(rgb.shape[1])),
             image=rgb if self.keep_original else None,
         )

@@ -7,6 +7,9 @@ Three formats are accepted, all read with ``torch.load(..., weights_only=True)``
 3. an exported state-dict ``.pth`` with a JSON sidecar ``<file>.json`` (or ``<stem>.json``)
    ``{"format": "roofmapnet-state-dict", "version": ..., "config": {...}}``.
 
+:func:`load_model` builds the network a file belongs to; :func:`init_weights` copies a file's weights into a
+given network (``roofmap train --init-from``, strict or ``partial``).
+
 Every problem is a :class:`~roofmapnet.errors.CheckpointError` with a one-line message naming the file.
 """
 
@@ -16,6 +19,7 @@ import json
 import pickle
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +166,7 @@ def load_state_dict_file(
     return sd, _read_sidecar(path)
 
 
-def _shape(t: Tensor | torch.Size) -> str:
+def _shape(t: Tensor | torch.Size | tuple[int, ...]) -> str:
     return "[" + ", ".join(str(d) for d in t) + "]"
 
 
@@ -216,3 +220,125 @@ def load_model(
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied; kept to one line
         raise CheckpointError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
     return model.eval(), root
+
+
+#: How many keys a one-line ``--init-from`` error names per kind of problem.
+_KEYS_NAMED = 3
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What :func:`init_weights` loaded into a model and what it skipped.
+
+    Attributes:
+        source: the weights file.
+        loaded: model keys whose tensors now come from the file.
+        missing: model keys the file lacks (they keep the model's fresh initialisation).
+        unexpected: file keys the model has no place for.
+        mismatched: ``(key, shape in the file, shape in the model)`` of keys both have with different shapes.
+    """
+
+    source: Path
+    loaded: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = ()
+
+    @property
+    def skipped(self) -> int:
+        """Keys not loaded: missing + unexpected + shape-mismatched."""
+        return len(self.missing) + len(self.unexpected) + len(self.mismatched)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """One ``(key, reason, detail)`` row per skipped key (for tables and logs)."""
+        out = [(k, "missing", "not in the file: keeps the fresh initialisation") for k in self.missing]
+        out += [(k, "unexpected", "not in the model") for k in self.unexpected]
+        out += [(k, "shape", f"{_shape(f)} in the file, {_shape(m)} in the model") for k, f, m in self.mismatched]
+        return out
+
+    def summary(self) -> str:
+        """One line, e.g. ``initialised 210 of 214 tensors from w.pth; skipped 2 missing, 1 shape-mismatched``."""
+        total = len(self.loaded) + len(self.missing) + len(self.mismatched)
+        text = f"initialised {len(self.loaded)} of {total} tensors from {self.source}"
+        parts = [
+            f"{n} {what}"
+            for n, what in (
+                (len(self.missing), "missing"),
+                (len(self.unexpected), "unexpected"),
+                (len(self.mismatched), "shape-mismatched"),
+            )
+            if n
+        ]
+        return text + (f"; skipped {', '.join(parts)}" if parts else " (every key matched)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (written as ``init_from.json`` in the run directory)."""
+        return {
+            "source": str(self.source),
+            "loaded": len(self.loaded),
+            "missing": list(self.missing),
+            "unexpected": list(self.unexpected),
+            "mismatched": [{"key": k, "file": list(f), "model": list(m)} for k, f, m in self.mismatched],
+        }
+
+
+def _named(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_KEYS_NAMED])
+    return shown + (", …" if len(keys) > _KEYS_NAMED else "")
+
+
+def init_weights(
+    model: torch.nn.Module, path: str | Path, *, partial: bool = False, map_location: str | torch.device = "cpu"
+) -> InitReport:
+    """Copy the weights of any accepted file into ``model`` (a fresh network): fine-tuning's starting point.
+
+    The file may be an official ``.pth``, our Lightning ``.ckpt`` or an exported state-dict; its stored config
+    is ignored: ``model``'s architecture is the one trained.  Only weights are taken (never an optimiser state,
+    a step count or a schedule).
+
+    Args:
+        model: the network to initialise (its keys are ``detection.…``).
+        path: the weights file.
+        partial: load the keys whose names and shapes match and report the rest, instead of refusing.
+        map_location: where the file's tensors are read to (they are copied into ``model``'s device and dtype).
+
+    Returns:
+        An :class:`InitReport` of the loaded and skipped keys.
+
+    Raises:
+        CheckpointError: an unreadable file; without ``partial`` a file that does not fit ``model`` exactly (one
+            line with the counts and the first keys of each kind); with ``partial``, a file of which no key fits.
+    """
+    path = Path(path)
+    sd, _ = load_state_dict_file(path, map_location=map_location)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    mismatched = [
+        (k, tuple(sd[k].shape), tuple(ref.shape)) for k, ref in expected.items() if k in sd and sd[k].shape != ref.shape
+    ]
+    bad = {k for k, _, _ in mismatched}
+    loaded = [k for k in expected if k in sd and k not in bad]
+    report = InitReport(path, tuple(loaded), tuple(missing), tuple(unexpected), tuple(mismatched))
+    if report.skipped and not partial:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing ({_named(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected ({_named(unexpected)})")
+        if mismatched:
+            shapes = [f"{k} {_shape(f)} vs {_shape(m)}" for k, f, m in mismatched]
+            parts.append(f"{len(mismatched)} shape-mismatched ({_named(shapes)})")
+        raise CheckpointError(
+            f"{path} does not fit the model of this config: {'; '.join(parts)} "
+            "(use --partial to load the keys that match)"
+        )
+    if not loaded:
+        raise CheckpointError(f"{path}: none of its {len(sd)} keys fits the model (is it a RoofMapNet checkpoint?)")
+    try:
+        with torch.no_grad():
+            for key in loaded:
+                expected[key].copy_(sd[key])
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied; kept to one line
+        raise CheckpointError(f"{path}: {str(exc).strip().splitlines()[0]}") from None
+    return report

@@ -8,6 +8,7 @@ The seed document's Python API works as documented::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -28,10 +29,11 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from roofmapnet.config import RootConfig, dump_config, load_config
 from roofmapnet.data.preprocess import dataset_gsd
 from roofmapnet.errors import CheckpointError, ConfigError, RoofMapError
+from roofmapnet.models.loading import InitReport, init_weights
 from roofmapnet.train.lightning import MONITOR, RoofMapNetDataModule, RoofMapNetLightningModule, check_data_root
 from roofmapnet.train.rundir import RUN_DIR_ENV, claim_run_dir
 from roofmapnet.utils.device import TRAIN_PRECISIONS, parse_precision
-from roofmapnet.utils.io import atomic_path
+from roofmapnet.utils.io import atomic_path, atomic_write_text
 
 __all__ = [
     "RoofMapNetDataModule",
@@ -47,6 +49,8 @@ CHECKPOINT_PATTERN = "roofmapnet-epoch={epoch:02d}-val_total_loss={val_total_los
 #: The checkpoint of the highest validation sAP10 so far (``checkpoints/best-sAP10.ckpt``), next to the seed's ones.
 BEST_SAP_FILENAME = "best-sAP10"
 BEST_SAP_MONITOR = "val/sAP10"
+#: What ``--init-from`` loaded and skipped, in the run directory.
+INIT_REPORT_NAME = "init_from.json"
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "ddp_spawn", "fsdp", "deepspeed")
 
 
@@ -62,6 +66,7 @@ class TrainResult:
     epoch: int
     best_sap10_checkpoint: Path | None = None
     best_val_sap10: float | None = None
+    init_report: InitReport | None = None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -264,6 +269,8 @@ def train(
     progress: bool | None = None,
     notify: Any = None,
     callbacks: list[Callback] | None = None,
+    init_from: str | Path | None = None,
+    partial: bool = False,
 ) -> TrainResult:
     """Train RoofMapNet (the seed's ``train()``; every argument of the seed keeps its meaning).
 
@@ -285,6 +292,10 @@ def train(
         progress: force the rich bar on/off (default: on when stdout is a terminal).
         notify: callable receiving one-line notices (default: print to stderr).
         callbacks: extra Lightning callbacks.
+        init_from: start from the weights of this file (official ``.pth``, our ``.ckpt`` or an exported
+            state-dict); the architecture is the config's, the optimiser, schedule and step count start fresh.
+        partial: with ``init_from``, load the keys whose names and shapes match and report the others
+            (without it, any difference is an error).
 
     Returns:
         A :class:`TrainResult` with the run directory and checkpoint paths.
@@ -314,6 +325,11 @@ def train(
     accelerator, n_devices, prec, notices = _accelerator(gpus, devices, prec)
     for text in notices:
         say(text)
+    if init_from is not None and resume_from is not None:
+        msg = "--init-from starts a new run from weights, --resume-from continues one: give only one of them"
+        raise ConfigError([msg])
+    if partial and init_from is None:
+        raise ConfigError(["--partial only applies to --init-from"])
     ckpt = None
     if resume_from is not None:
         ckpt = Path(resume_from)
@@ -328,7 +344,7 @@ def train(
             say(f"{logdir} already holds a run: this one writes to {run_dir} (continue that run with `roofmap resume`)")
             cfg = cfg.model_copy(update={"io": cfg.io.model_copy(update={"logdir": run_dir})})
         return _fit(cfg, data, run_dir, ckpt, accelerator, n_devices, prec, seed, num_nodes, strategy, max_steps,
-                    max_minutes, limit_val_batches, callbacks, progress)  # fmt: skip
+                    max_minutes, limit_val_batches, callbacks, progress, init_from, partial, say)  # fmt: skip
     finally:
         if lock is not None:
             lock.release()
@@ -351,10 +367,14 @@ def _fit(
     limit_val_batches: int | float | None,
     callbacks: list[Callback] | None,
     progress: bool | None,
+    init_from: str | Path | None = None,
+    partial: bool = False,
+    say: Any = print,
 ) -> TrainResult:
     """Build the module, data and trainer for a claimed ``run_dir`` and fit (the second half of :func:`train`)."""
     pl.seed_everything(seed, workers=True, verbose=False)
     module = RoofMapNetLightningModule(cfg)
+    init_report = _init_from(module, init_from, partial, say) if init_from is not None else None
     datamodule = RoofMapNetDataModule(data, cfg, seed=seed)
     steps = datamodule.steps_per_epoch()
     trainer = build_trainer(
@@ -375,6 +395,8 @@ def _fit(
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
+        if init_report is not None:
+            atomic_write_text(run_dir / INIT_REPORT_NAME, json.dumps(init_report.to_dict(), indent=2) + "\n")
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
     except SIGTERMException:
@@ -402,7 +424,17 @@ def _fit(
         epoch=trainer.current_epoch,
         best_sap10_checkpoint=Path(sap.best_model_path) if sap.best_model_path else None,
         best_val_sap10=float(sap.best_model_score) if sap.best_model_score is not None else None,
+        init_report=init_report,
     )
+
+
+def _init_from(module: RoofMapNetLightningModule, path: str | Path, partial: bool, say: Any) -> InitReport:
+    """Load ``path``'s weights into the fresh network and tell the user what was loaded and what was skipped."""
+    report = init_weights(module.model, path, partial=partial)
+    say(report.summary())
+    for key, reason, detail in report.rows():
+        say(f"skipped {key} ({reason}: {detail})")
+    return report
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

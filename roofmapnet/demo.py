@@ -1,6 +1,8 @@
-"""``roofmap demo``: the whole pipeline on the embedded default (synthetic roofs), end to end.
+"""``roofmap demo``: the whole pipeline on the embedded default (synthetic roofs) or on real data, end to end.
 
 synth → preprocess → train (small preset, bounded time) → validate → infer → export (ONNX + parity check).
+With ``data="FORMAT:PATH"`` (e.g. ``roofvec:…/SimpleRoofTXT``) the synth stage is replaced by that raw data set,
+read by ``roofmap preprocess --format FORMAT``'s reader; validation then uses its ``test`` split, else ``valid``.
 Each stage calls the same core function as its subcommand. Stages that finished are skipped on a re-run
 (a marker file per stage); an interrupted training resumes from ``last.ckpt``. Validation, inference and export use
 the checkpoint of the best validation sAP10 (``best-sAP10.ckpt``; ``last.ckpt`` if validation never ran).
@@ -43,6 +45,7 @@ class DemoOptions:
     config: Path | None = None
     export: bool = True
     fresh: bool = False
+    data: str | None = None
 
 
 @dataclass
@@ -60,6 +63,21 @@ def _done(out: Path, stage: str) -> Path:
 
 def _mark(out: Path, stage: str, info: dict[str, Any] | None = None) -> None:
     atomic_write_text(_done(out, stage), json.dumps(info or {}, default=str) + "\n")
+
+
+def _check_same_data(out: Path, data: str | None) -> None:
+    """Refuse to continue a demo folder that was made from other data (its finished stages would be reused)."""
+    marker = _done(out, "preprocess")
+    if not marker.is_file():
+        return
+    try:
+        before = json.loads(marker.read_text()).get("data")
+    except (OSError, ValueError, AttributeError):
+        before = None
+    if before != data:
+        was = before or "synthetic roofs"
+        msg = f"{out} holds a demo of {was}: use another --out, or --fresh to start over"
+        raise RoofMapError(msg)
 
 
 def demo_config(options: DemoOptions) -> RootConfig:
@@ -80,6 +98,34 @@ def demo_config(options: DemoOptions) -> RootConfig:
     )
 
 
+def parse_data_source(text: str) -> tuple[str, Path]:
+    """``"roofvec:/data/SimpleRoofTXT"`` → ``("roofvec", Path(...))``, checked against the available readers.
+
+    Raises:
+        RoofMapError: not ``FORMAT:PATH``, an unknown format, or a missing folder.
+    """
+    fmt, sep, raw = text.partition(":")
+    if not sep or not fmt or not raw:
+        raise RoofMapError(
+            f"--data {text}: expected FORMAT:PATH, e.g. roofvec:~/Vectorization-Roof-Data-Set/SimpleRoofTXT"
+        )
+    from roofmapnet.data.formats import FORMAT_NAMES
+
+    if fmt not in FORMAT_NAMES:
+        raise RoofMapError(f"--data {text}: unknown format {fmt!r} (this roofmap reads {', '.join(FORMAT_NAMES)})")
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise RoofMapError(f"--data {text}: {path} not found")
+    return fmt, path
+
+
+def _held_out_images(root: Path, extensions: tuple[str, ...], count: int) -> list[Path]:
+    """Up to ``count`` original images of a raw data set's validation or test part (for ``infer``)."""
+    images = sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    held = [p for p in images if {"val", "valid", "test"} & {part.lower() for part in p.relative_to(root).parts}]
+    return (held or images)[:count]
+
+
 def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoReport:
     """Run (or continue) the demo pipeline into ``options.out_dir``."""
     from roofmapnet.data.preprocess import PreprocessOptions, preprocess
@@ -93,9 +139,15 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
     cfg = demo_config(options)
     report = DemoReport()
     raw, data, run = out / "raw", Path(cfg.io.datadir), Path(cfg.io.logdir)
+    source = parse_data_source(options.data) if options.data else None
+    if source is not None:
+        raw = source[1]
+    _check_same_data(out, options.data)
 
-    # 1. synth
-    if _done(out, "synth").is_file():
+    # 1. synth (or the given real data set)
+    if source is not None:
+        say(f"[1/6] data: {raw} ({source[0]})")
+    elif _done(out, "synth").is_file():
         report.skipped.append("synth")
     else:
         say(f"[1/6] synth: {options.train_images}+{options.valid_images}+{options.test_images} roofs → {raw}")
@@ -122,15 +174,20 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
             PreprocessOptions(
                 image_size=cfg.model.image_size,
                 heatmap_size=cfg.model.heatmap_size,
+                raw_format=source[0] if source is not None else None,  # type: ignore[arg-type]
                 workers=options.workers,
                 skip_existing=True,
+                resize=cfg.data.resize,
+                fill=cfg.model.image.mean,
             ),
             show_progress=True,
         )
-        if not summary.ok:
+        if not summary.ok and source is None:
             msg = f"{raw}: preprocessing failed for some samples (run `roofmap preprocess {raw} {data}` for details)"
             raise RoofMapError(msg)
-        _mark(out, "preprocess")
+        if not summary.ok:  # real data sets have bad files: they are left out and counted, the demo goes on
+            say(f"      {len(summary.failures)} samples failed and are left out (`roofmap preprocess` lists them)")
+        _mark(out, "preprocess", {"data": options.data})
     report.artefacts["training data"] = data
 
     # 3. train
@@ -159,13 +216,14 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
     if _done(out, "validate").is_file():
         report.skipped.append("validate")
     else:
-        say("[4/6] validate on the test split")
+        split = "test" if any((data / "test").glob("*_label.npz")) else "valid"
+        say(f"[4/6] validate on the {split} split")
         from roofmapnet.evaluation.validate import ValidateOptions, run_validation
         from roofmapnet.models.loading import load_model
 
         model, mcfg = load_model(chosen)
         run_validation(
-            model, mcfg, data, val_dir, ValidateOptions(split="test", device=options.device), checkpoint=chosen
+            model, mcfg, data, val_dir, ValidateOptions(split=split, device=options.device), checkpoint=chosen
         )
         _mark(out, "validate")
     metrics_path = val_dir / "metrics.json"
@@ -183,7 +241,10 @@ def run_demo(options: DemoOptions, say: Callable[[str], None] = print) -> DemoRe
         from roofmapnet.inference.predictor import Predictor
         from roofmapnet.inference.runner import run_inference
 
-        images = sorted((raw / "images").glob("test_*.png"))[: options.infer_images]
+        if source is None:
+            images = sorted((raw / "images").glob("test_*.png"))[: options.infer_images]
+        else:
+            images = _held_out_images(raw, cfg.data.image_extensions, options.infer_images)
         predictor = Predictor.from_checkpoint(chosen, device=options.device)
         # L-CNN's 0.5 score threshold for the demo's pictures (`roofmap infer` defaults to the reference's 0.1).
         run_inference(predictor, images, infer_dir, InferConfig(workers=0, threshold=options.infer_threshold))

@@ -40,6 +40,14 @@ def demo_command(
     fresh: Annotated[
         bool, typer.Option(help="Redo every stage instead of skipping finished ones.", rich_help_panel=_RUN)
     ] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Real data instead of synthetic roofs: FORMAT:PATH of a raw data set, e.g. "
+            "roofvec:Vectorization-Roof-Data-Set/SimpleRoofTXT (any `roofmap preprocess --format`).",
+            rich_help_panel=_SIZE,
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline on synthetic roofs: synth → preprocess → train → validate → infer → export.
 
@@ -64,11 +72,12 @@ def demo_command(
         config=config,
         export=export,
         fresh=fresh,
+        data=data,
     )
     report = run_demo(options, say=lambda text: console.print(f"[bold cyan]{text}[/]"))
     if report.skipped:
         console.print(f"skipped (already done): {', '.join(report.skipped)}")
-    console.print(metrics_table(report.metrics, "demo model on the synthetic test split"))
+    console.print(metrics_table(report.metrics, f"demo model on {data or 'the synthetic test split'}"))
     table = Table(title="artefacts", show_header=False)
     for name, path in report.artefacts.items():
         table.add_row(name, str(path))

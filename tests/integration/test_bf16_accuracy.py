@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import Tensor
 from PIL import Image
+from torch import Tensor
 
 from roofmapnet.data.preprocess import PreprocessOptions, preprocess
 from roofmapnet.data.synth import generate_dataset
@@ -41,7 +41,9 @@ def roofs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_dataset(raw, counts={"valid": N_IMAGES}, image_size=256, seed=7, progress=False)
     _, cfg = load_model(MODEL)
     out = tmp_path_factory.mktemp("data")
-    summary = preprocess(raw, out, PreprocessOptions(image_size=cfg.model.image_size, heatmap_size=cfg.model.heatmap_size))
+    summary = preprocess(
+        raw, out, PreprocessOptions(image_size=cfg.model.image_size, heatmap_size=cfg.model.heatmap_size)
+    )
     assert summary.ok
     return out
 

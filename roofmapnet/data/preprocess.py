@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from roofmapnet.data.resize import RESIZE_MODES, ResizeGeometry
 from roofmapnet.data.targets import CONTENT_BOX, compute_targets, save_label, scale_lines
 from roofmapnet.errors import ConfigError, DataError
 from roofmapnet.utils.io import TMP_PREFIX, atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Status = Literal["written", "skipped", "failed"]
 LABEL_SUFFIX = "_label.npz"
@@ -566,3 +569,42 @@ def default_workers() -> int:
     except AttributeError:  # pragma: no cover - non-Linux
         cores = os.cpu_count() or 1
     return max(1, min(8, cores))
+
+
+#: Warnings printed one per line; beyond this many, the rest are counted (all of them are in dataset.json).
+MAX_PRINTED_WARNINGS = 200
+
+
+def print_summary(summary: PreprocessSummary, out: Console | None = None) -> None:
+    """Print a preprocessing summary: a per-split table (written / skipped / failed), then ``file: reason`` per failure."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    out = out or Console()
+    table = Table(title="preprocess summary", title_justify="left")
+    table.add_column("split")
+    table.add_column("written", justify="right")
+    table.add_column("skipped", justify="right")
+    table.add_column("failed", justify="right")
+    if summary.warnings:
+        table.add_column("warnings", justify="right")
+    order = {"train": 0, "valid": 1, "test": 2}
+    for split in sorted(summary.counts, key=lambda s: order.get(s, 9)):
+        c = summary.counts[split]
+        failed = f"[bold red]{c.failed}[/]" if c.failed else "0"
+        warned = sum(1 for w in summary.warnings if w[0] == split)
+        extra = [f"[yellow]{warned}[/]" if warned else "0"] if summary.warnings else []
+        table.add_row(split, str(c.written), str(c.skipped), failed, *extra)
+    out.print(table)
+    if summary.warnings:
+        out.print(f"[yellow]{len(summary.warnings)} warning(s)[/] (samples written anyway):")
+        ordered = sorted(summary.warnings, key=lambda f: order.get(f[0], 9))
+        for _, file, note in ordered[:MAX_PRINTED_WARNINGS]:
+            out.print(Text(f"  {file}: {note}"), soft_wrap=True)
+        if len(ordered) > MAX_PRINTED_WARNINGS:
+            out.print(f"  … and {len(ordered) - MAX_PRINTED_WARNINGS} more (every one is in OUT_DIR/dataset.json)")
+    if summary.failures:
+        out.print(f"[bold red]{len(summary.failures)} failed:[/]")
+        for _, file, reason in sorted(summary.failures, key=lambda f: order.get(f[0], 9)):
+            out.print(Text(f"  {file}: {reason}"), soft_wrap=True)  # Text: brackets in reasons are not markup

@@ -94,10 +94,13 @@ def notice(message: str) -> None:
 
 
 def default_config_path() -> Path | None:
-    """``config/config.yaml`` in the current directory if it exists, else ``None`` (built-in defaults)."""
-    from roofmapnet.config import DEFAULT_CONFIG_PATH
+    """The config of a command run without ``--config``: ``None``, the built-in defaults (the values of the
+    repository's ``config/config.yaml``).
 
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+    Never a file of the current directory: a command means the same wherever it is started.  Kept as the one place
+    that says so for the commands that still call it (``roofmap infer``).
+    """
+    return None
 
 
 ConfigOption = Annotated[
@@ -105,7 +108,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="YAML config file. Default: config/config.yaml if present, else the built-in defaults.",
+        help="YAML config file. Default: the built-in defaults (the values of config/config.yaml).",
         dir_okay=False,
         rich_help_panel="Configuration",
     ),

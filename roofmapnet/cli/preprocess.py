@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from roofmapnet.cli._common import ConfigOption, console, default_config_path, is_tty, report_errors
+from roofmapnet.cli._common import ConfigOption, console, is_tty, report_errors
 from roofmapnet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ def preprocess_command(
     elif heatmap_size is not None and image_size is None:
         image_size = heatmap_size * 4
     cfg = load_config(
-        config if config is not None else default_config_path(),
+        config,
         {
             "model.image_size": image_size,
             "model.heatmap_size": heatmap_size,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from roofmapnet.cli._common import ConfigOption, console, default_config_path, notice, report_errors
+from roofmapnet.cli._common import ConfigOption, console, notice, report_errors
 from roofmapnet.errors import ConfigError
 
 _HW = "Hardware"
@@ -135,7 +135,7 @@ def train_command(
     from roofmapnet.train.run import configure, fit
 
     cfg, options = configure(
-        config if config is not None else default_config_path(),
+        config,
         {
             **parse_set_options(set_),  # the named flags below win over --set
             "data_root": data_root, "max_epochs": max_epochs, "batch_size": batch_size, "num_workers": num_workers,

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 from roofmapnet.config.schema import RootConfig
 from roofmapnet.errors import ConfigError
 
-#: The config shipped with the project (``config/config.yaml`` at the repository root).
+#: Where the repository keeps its commented copy of the built-in defaults, relative to the repository root (a
+#: test checks that it loads to exactly ``RootConfig()``).  Never read implicitly: without a path,
+#: :func:`load_config` returns the built-in defaults, wherever the process was started.
 DEFAULT_CONFIG_PATH = Path("config/config.yaml")
 
 OVERRIDE_SOURCE = "command line"

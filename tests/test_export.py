@@ -52,7 +52,7 @@ from roofmapnet.models.outputs import Wireframe
 from roofmapnet.models.roofmapnet import RoofMapNet
 
 TESTS = Path(__file__).parent
-TINY_YAML = TESTS / "conf" / "tiny.yaml"
+TINY_YAML = TESTS.parent / "config" / "presets" / "tiny.yaml"
 MANIFEST = TESTS / "data" / "roofmapnet_state_dict_manifest.json"
 #: Score threshold of the test model: the flat grey image has no line above it, the other two images have some.
 SCORE_THRESHOLD = 0.5103

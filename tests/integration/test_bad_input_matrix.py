@@ -26,7 +26,7 @@ from roofmapnet.cli.app import app
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "troubleshooting.md"
 BEGIN, END = "<!-- bad-input-matrix:begin -->", "<!-- bad-input-matrix:end -->"
-TINY = REPO / "tests" / "conf" / "tiny.yaml"
+TINY = REPO / "config" / "presets" / "tiny.yaml"
 
 
 @dataclass(frozen=True)

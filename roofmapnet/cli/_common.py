@@ -25,9 +25,14 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Library fields whose flag is not named after them (``PreprocessOptions.images_dir`` is ``--images``).
+FIELD_FLAGS: dict[str, str] = {"images_dir": "--images", "raw_format": "--format"}
+
+
 def flag_for(field: str) -> str:
-    """The flag that sets a library field: its last dotted part, ``_`` → ``-`` (``infer.raster.tile`` → ``--tile``)."""
-    return "--" + field.rsplit(".", 1)[-1].replace("_", "-")
+    """The flag that sets a library field: :data:`FIELD_FLAGS`, else its last dotted part with ``-`` for ``_``
+    (``infer.raster.tile`` → ``--tile``)."""
+    return FIELD_FLAGS.get(field) or "--" + field.rsplit(".", 1)[-1].replace("_", "-")
 
 
 def command_flags(func: Callable[..., Any]) -> set[str]:

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from roofmapnet.config.schema import ImageConfig
-from roofmapnet.data.formats.base import Annotation
+from roofmapnet.data.formats.base import Annotation, images_folder
 from roofmapnet.data.formats.gis import GisOptions
+from roofmapnet.data.formats.rid2 import scan_rid2
 from roofmapnet.data.raw import (
     DEFAULT_IMAGE_EXTENSIONS,
     SPLITS,
@@ -38,7 +39,6 @@ from roofmapnet.data.raw import (
     load_rid2_edges,
     parse_lines,
     read_json_split,
-    read_rid2_splits,
 )
 from roofmapnet.data.resize import RESIZE_MODES, ResizeGeometry
 from roofmapnet.data.targets import CONTENT_BOX, compute_targets, save_label, scale_lines
@@ -258,9 +258,9 @@ def build_annotated_sample(
     if sample.error is not None or (sample.image_path is None and sample.reader is None):
         raise DataError(sample.error or "no image")
     if sample.reader is not None:
-        from roofmapnet.data.formats import get_reader
+        from roofmapnet.data.formats import get_sample_reader
 
-        annotation = get_reader(sample.reader).load(sample)
+        annotation = get_sample_reader(sample.reader).load(sample)
         lines = check_lines(np.asarray(annotation.lines_xy, dtype=np.float64).reshape(-1, 4))
     elif sample.edges_path is not None:
         lines = load_rid2_edges(sample.edges_path, sample.axis_order)
@@ -511,23 +511,11 @@ def preprocess_flat(
     is_dir = input_path.is_dir()
     if not is_dir and not input_path.is_file():
         raise DataError(f"{input_path}: not found")
-    default_images = input_path / "images" if is_dir else input_path.parent / "images"
-    images = options.images_dir if options.images_dir is not None else default_images
-    if not images.is_dir():
-        raise DataError(f"{images}: images folder not found (use --images)")
+    images = images_folder(input_path / "images" if is_dir else input_path.parent / "images", options)
     summary = PreprocessSummary()
     summary.counts.setdefault(split, SplitCounts())
     if is_dir:
-        if not any(input_path.glob("*.npz")):
-            raise DataError(f"{input_path}: no RID2 *.npz edge files")
-        raws = read_rid2_splits(
-            input_path,
-            images,
-            axis_order=options.axis_order,
-            fractions=(1.0, 0.0, 0.0),
-            extensions=options.image_extensions,
-            follow_symlinks=options.follow_symlinks,
-        )
+        raws = scan_rid2(input_path, images, options, fractions=(1.0, 0.0, 0.0))
         samples = [replace(s, split=split) for s in raws[0].samples]
     else:
         raw = read_json_split(input_path, split, images, options.axis_order, follow_symlinks=options.follow_symlinks)

@@ -104,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = preprocess_flat(args.input, args.output, options, show_progress=sys.stdout.isatty())
     except RoofMapError as exc:
         err_console = Console(stderr=True)
-        for line in exc.lines:  # the fields the library names are this program's flags: --images, --image-size...
-            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        for line in exc.lines:
+            text = line.replace("images_dir", "--images") if "images_dir" in exc.fields else line  # this program's flag
+            err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
         return exc.exit_code
     print_summary(summary)
     return 0 if summary.ok else 1

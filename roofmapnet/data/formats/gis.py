@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from roofmapnet.data.formats.base import Annotation, FormatReader
+from roofmapnet.data.formats.base import Annotation, SampleReader
 from roofmapnet.data.raw import SPLITS, RawSample, RawSplit
 from roofmapnet.errors import DataError
 
@@ -259,7 +259,7 @@ def stripe_splits(
 
 
 # ------------------------------------------------------------------------------------------------ reader
-class GisReader(FormatReader):
+class GisReader(SampleReader):
     """An orthophoto (or a folder of them) + a line layer (+ an optional footprints layer)."""
 
     name = "gis"

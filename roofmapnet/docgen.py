@@ -1,6 +1,6 @@
 """Generate ``docs/cli.md`` (from the Typer app) and ``docs/config.md`` (from the pydantic schema).
 
-Run ``python -m roofmapnet.docgen`` (or ``nox -s docs``); ``tests/test_docs.py`` fails when either file is stale.
+Run ``python -m roofmapnet.docgen`` (or ``nox -s docs``); ``tests/unit/test_docs.py`` fails when either file is stale.
 """
 
 from __future__ import annotations

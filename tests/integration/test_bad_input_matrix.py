@@ -49,7 +49,7 @@ def _cfg(text: bytes) -> Callable[[Path], list[str]]:
 
 
 def _weights(tmp: Path) -> Path:
-    from tests.test_model import tiny_model
+    from tests.unit.models.test_model import tiny_model
 
     path = tmp / "tiny.pth"
     torch.save(tiny_model().state_dict(), path)

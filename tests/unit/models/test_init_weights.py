@@ -13,7 +13,7 @@ from roofmapnet.errors import CheckpointError
 from roofmapnet.export.state_dict import export_state_dict
 from roofmapnet.models.loading import init_weights
 from roofmapnet.models.roofmapnet import RoofMapNet
-from tests.test_model import tiny_config
+from tests.unit.models.test_model import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

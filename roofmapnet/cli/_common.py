@@ -26,7 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 #: Library fields whose flag is not named after them (``PreprocessOptions.images_dir`` is ``--images``).
-FIELD_FLAGS: dict[str, str] = {"images_dir": "--images", "raw_format": "--format"}
+FIELD_FLAGS: dict[str, str] = {"images_dir": "--images", "raw_format": "--format", "out_dir": "--out"}
 
 
 def flag_for(field: str) -> str:
@@ -64,7 +64,8 @@ def as_flags(line: str, fields: Iterable[str], flags: Collection[str]) -> str:
     for field in sorted(set(fields), key=len, reverse=True):
         flag = flag_for(field)
         if flag in flags:
-            line = re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w])", flag, line)
+            # Not inside a path or a longer name: ``data/raw`` and ``my_data`` keep their ``data``.
+            line = re.sub(rf"(?<![\w./\\-]){re.escape(field)}(?![\w/\\])", flag, line)
     return line
 
 

@@ -10,7 +10,7 @@ CLI writes the fields as its flags.  This module imports no Lightning, so option
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
@@ -19,8 +19,8 @@ from roofmapnet.errors import ConfigError
 from roofmapnet.utils.device import PRECISION_ALIASES, TRAIN_PRECISIONS, Precision, precision_spellings
 
 #: Lightning strategies a run may ask for (``ddp_find_unused_parameters_true`` for a LoI branch without proposals).
-STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "ddp_spawn", "fsdp", "deepspeed")
 Strategy = Literal["auto", "ddp", "ddp_find_unused_parameters_true", "ddp_spawn", "fsdp", "deepspeed"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 class TrainOptions(OptionsModel):

@@ -12,26 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from roofmapnet.config import RootConfig
 from roofmapnet.inference.predictor import Predictor
 from roofmapnet.models.roofmapnet import RoofMapNet
 
-#: ``model`` section of the benchmarks' tiny random-weight architecture (64² input, one stack, a few channels).
-TINY_MODEL: dict[str, Any] = {
-    "image_size": 64,
-    "heatmap_size": 16,
-    "depth": 2,
-    "num_stacks": 1,
-    "inplanes": 8,
-    "num_feats": 8,
-    "jmap_channels": 8,
-    "n_pts0": 16,
-    "n_pts1": 4,
-    "dim_loi": 8,
-    "dim_fc": 16,
-    "aoam_channels": 8,
-}
+#: The tiny preset, the one definition of the tiny architecture (shared with the tests).
+TINY_PRESET = Path(__file__).resolve().parents[1] / "config" / "presets" / "tiny.yaml"
+#: Fields of the preset's model section the benchmarks take: the architecture (sampler and batch sizes are the
+#: benchmarks' own: ``--junctions``, ``--batch``).
+ARCHITECTURE_FIELDS = (
+    "image_size", "heatmap_size", "depth", "inplanes", "num_feats", "jmap_channels",
+    "n_pts0", "n_pts1", "dim_loi", "dim_fc", "aoam_channels",
+)  # fmt: skip
+
+
+def tiny_model() -> dict[str, Any]:
+    """``model`` section of the benchmarks' tiny random-weight model: the preset's architecture with one hourglass
+    stack (inference refines stack 0 only; the figures of docs/gis.md and docs/performance.md were measured so)."""
+    preset = yaml.safe_load(TINY_PRESET.read_text(encoding="utf-8"))["model"]
+    return {**{key: preset[key] for key in ARCHITECTURE_FIELDS}, "num_stacks": 1}
 
 
 def build_predictor(args: argparse.Namespace) -> Predictor:
@@ -40,7 +41,7 @@ def build_predictor(args: argparse.Namespace) -> Predictor:
     if args.checkpoint:
         return Predictor.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
     torch.manual_seed(args.seed)
-    model: dict[str, Any] = dict(TINY_MODEL) if args.model == "tiny" else {}
+    model: dict[str, Any] = tiny_model() if args.model == "tiny" else {}
     model.update(eval_junc_thres=0.0, n_dyn_junc=max(args.junctions, 2))
     cfg = RootConfig.model_validate({"model": model})
     return Predictor(RoofMapNet(cfg.model), cfg, args.device, args.precision, checkpoint="<random weights>")

@@ -4,7 +4,7 @@ The reference below is a straightforward transcription of the spec (ARCHITECTURE
 ``dataset/wireframe.py``): a Python loop over the lines and over every junction pair, each rasterised by a
 line-for-line port of ``skimage.draw.line_aa`` (A. Zingl's loop).  It follows the same decisions as the package
 (float32 junctions, exact dedup, repeated lines dropped, offsets kept below 0.5) so that both produce the same
-arrays; ``tests/test_preprocess.py`` checks that they do.  Note that skimage's Cython ``line_aa`` would make the
+arrays; ``tests/unit/data/test_preprocess.py`` checks that they do.  Note that skimage's Cython ``line_aa`` would make the
 reference's rasterisation faster than this pure-Python port; the ``per-pair numpy`` variant (the same Python
 pair loop, each pair rasterised with the package's numpy rasteriser) is reported as a second baseline.
 

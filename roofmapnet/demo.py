@@ -76,8 +76,8 @@ def _check_same_data(out: Path, data: str | None) -> None:
         before = None
     if before != data:
         was = before or "synthetic roofs"
-        msg = f"{out} holds a demo of {was}: use another --out, or --fresh to start over"
-        raise RoofMapError(msg)
+        msg = f"{out} holds a demo of {was}: use another out_dir, or fresh to start over"
+        raise RoofMapError(msg, fields=("out_dir", "fresh"))
 
 
 def demo_config(options: DemoOptions) -> RootConfig:
@@ -106,16 +106,16 @@ def parse_data_source(text: str) -> tuple[str, Path]:
     """
     fmt, sep, raw = text.partition(":")
     if not sep or not fmt or not raw:
-        raise RoofMapError(
-            f"--data {text}: expected FORMAT:PATH, e.g. roofvec:~/Vectorization-Roof-Data-Set/SimpleRoofTXT"
-        )
+        msg = f"data {text}: expected FORMAT:PATH, e.g. roofvec:~/Vectorization-Roof-Data-Set/SimpleRoofTXT"
+        raise RoofMapError(msg, fields="data")
     from roofmapnet.data.formats import FORMAT_NAMES
 
     if fmt not in FORMAT_NAMES:
-        raise RoofMapError(f"--data {text}: unknown format {fmt!r} (this roofmap reads {', '.join(FORMAT_NAMES)})")
+        msg = f"data {text}: unknown format {fmt!r} (this roofmap reads {', '.join(FORMAT_NAMES)})"
+        raise RoofMapError(msg, fields="data")
     path = Path(raw).expanduser()
     if not path.exists():
-        raise RoofMapError(f"--data {text}: {path} not found")
+        raise RoofMapError(f"data {text}: {path} not found", fields="data")
     return fmt, path
 
 

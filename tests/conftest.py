@@ -11,7 +11,7 @@ import torch
 from roofmapnet.config import RootConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "tests" / "conf" / "tiny.yaml"
+TINY_CONFIG = REPO / "config" / "presets" / "tiny.yaml"
 
 
 @pytest.fixture(scope="session")

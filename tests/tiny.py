@@ -1,24 +1,43 @@
-"""The tiny model architecture shared by the tests (64² input, 16² heatmaps, a few channels): seconds on a CPU."""
+"""The tiny model architecture shared by the tests (64² input, 16² heatmaps, a few channels): seconds on a CPU.
+
+The one definition is the preset ``config/presets/tiny.yaml`` (also the CLI tests' config and the benchmarks'
+tiny model); this module reads its model section.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+#: The tiny preset, the single source of the tiny architecture.
+TINY_PRESET = Path(__file__).resolve().parents[1] / "config" / "presets" / "tiny.yaml"
+#: The fields of the preset's model section that make up the architecture (and the junction proposal count the
+#: model tests rely on); batch and sampler sizes are left to each test.
+ARCHITECTURE_FIELDS = (
+    "image_size",
+    "heatmap_size",
+    "depth",
+    "inplanes",
+    "num_feats",
+    "jmap_channels",
+    "n_pts0",
+    "n_pts1",
+    "dim_loi",
+    "dim_fc",
+    "aoam_channels",
+    "n_dyn_junc",
+)
+
+
+def _preset_model() -> dict[str, Any]:
+    model: dict[str, Any] = yaml.safe_load(TINY_PRESET.read_text(encoding="utf-8"))["model"]
+    return model
+
+
 #: ``model`` section of a tiny RoofMapNet; tests add what they need (stacks, sampler sizes, batch sizes).
-TINY_MODEL: dict[str, Any] = {
-    "image_size": 64,
-    "heatmap_size": 16,
-    "depth": 2,
-    "inplanes": 8,
-    "num_feats": 8,
-    "jmap_channels": 8,
-    "n_pts0": 16,
-    "n_pts1": 4,
-    "dim_loi": 8,
-    "dim_fc": 16,
-    "aoam_channels": 8,
-    "n_dyn_junc": 20,
-}
+TINY_MODEL: dict[str, Any] = {key: _preset_model()[key] for key in ARCHITECTURE_FIELDS}
 
 
 def write_tiny_checkpoint(path: Any, model: dict[str, Any] | None = None, seed: int = 0) -> Any:

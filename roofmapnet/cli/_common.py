@@ -25,9 +25,14 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Library fields whose flag is not named after them (``PreprocessOptions.images_dir`` is ``--images``).
+FIELD_FLAGS: dict[str, str] = {"images_dir": "--images", "raw_format": "--format", "out_dir": "--out"}
+
+
 def flag_for(field: str) -> str:
-    """The flag that sets a library field: its last dotted part, ``_`` → ``-`` (``infer.raster.tile`` → ``--tile``)."""
-    return "--" + field.rsplit(".", 1)[-1].replace("_", "-")
+    """The flag that sets a library field: :data:`FIELD_FLAGS`, else its last dotted part with ``-`` for ``_``
+    (``infer.raster.tile`` → ``--tile``)."""
+    return FIELD_FLAGS.get(field) or "--" + field.rsplit(".", 1)[-1].replace("_", "-")
 
 
 def command_flags(func: Callable[..., Any]) -> set[str]:
@@ -59,7 +64,8 @@ def as_flags(line: str, fields: Iterable[str], flags: Collection[str]) -> str:
     for field in sorted(set(fields), key=len, reverse=True):
         flag = flag_for(field)
         if flag in flags:
-            line = re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w])", flag, line)
+            # Not inside a path or a longer name: ``data/raw`` and ``my_data`` keep their ``data``.
+            line = re.sub(rf"(?<![\w./\\-]){re.escape(field)}(?![\w/\\])", flag, line)
     return line
 
 
@@ -94,10 +100,13 @@ def notice(message: str) -> None:
 
 
 def default_config_path() -> Path | None:
-    """``config/config.yaml`` in the current directory if it exists, else ``None`` (built-in defaults)."""
-    from roofmapnet.config import DEFAULT_CONFIG_PATH
+    """The config of a command run without ``--config``: ``None``, the built-in defaults (the values of the
+    repository's ``config/config.yaml``).
 
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+    Never a file of the current directory: a command means the same wherever it is started.  Kept as the one place
+    that says so for the commands that still call it (``roofmap infer``).
+    """
+    return None
 
 
 ConfigOption = Annotated[
@@ -105,7 +114,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="YAML config file. Default: config/config.yaml if present, else the built-in defaults.",
+        help="YAML config file. Default: the built-in defaults (the values of config/config.yaml).",
         dir_okay=False,
         rich_help_panel="Configuration",
     ),

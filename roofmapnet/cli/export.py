@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 import typer
 from rich.table import Table
 
-from roofmapnet.cli._common import ConfigOption, console, default_config_path, report_errors
+from roofmapnet.cli._common import ConfigOption, console, report_errors
 from roofmapnet.errors import RoofMapError
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def export_command(
         out,
         opset=opset,
         precision=precision,
-        cfg=load_config(config if config is not None else default_config_path()),
+        cfg=load_config(config),
         max_junctions=max_junctions,
         device=device,
         parity=parity,

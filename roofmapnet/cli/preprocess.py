@@ -7,16 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from roofmapnet.cli._common import ConfigOption, console, default_config_path, is_tty, report_errors
+from roofmapnet.cli._common import ConfigOption, console, is_tty, report_errors
 from roofmapnet.errors import ConfigError
 
 if TYPE_CHECKING:
     from roofmapnet.data.formats.gis import GisOptions
-    from roofmapnet.data.preprocess import PreprocessSummary
 
 _INPUT = "Input"
 _GIS = "GIS labels (--format gis)"
@@ -49,10 +45,6 @@ class FormatChoice(str, Enum):
     gis = "gis"
 
 
-#: Warnings printed one per line; beyond this many, the rest are counted (all of them are in dataset.json).
-MAX_PRINTED_WARNINGS = 200
-
-
 def parse_split_list(text: str | None) -> tuple[str, ...] | None:
     """``"train,valid"`` → ``("train", "valid")``; ``None`` stays ``None``."""
     if text is None:
@@ -74,37 +66,6 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
             [f"--split-fractions {text!r}: expected three numbers in [0, 1] summing to 1, e.g. 0.8,0.1,0.1"]
         )
     return values  # type: ignore[return-value]
-
-
-def print_summary(summary: PreprocessSummary, out: Console | None = None) -> None:
-    """Print a preprocessing summary: a per-split table (written / skipped / failed), then ``file: reason`` per failure."""
-    out = out or console
-    table = Table(title="preprocess summary", title_justify="left")
-    table.add_column("split")
-    table.add_column("written", justify="right")
-    table.add_column("skipped", justify="right")
-    table.add_column("failed", justify="right")
-    if summary.warnings:
-        table.add_column("warnings", justify="right")
-    order = {"train": 0, "valid": 1, "test": 2}
-    for split in sorted(summary.counts, key=lambda s: order.get(s, 9)):
-        c = summary.counts[split]
-        failed = f"[bold red]{c.failed}[/]" if c.failed else "0"
-        warned = sum(1 for w in summary.warnings if w[0] == split)
-        extra = [f"[yellow]{warned}[/]" if warned else "0"] if summary.warnings else []
-        table.add_row(split, str(c.written), str(c.skipped), failed, *extra)
-    out.print(table)
-    if summary.warnings:
-        out.print(f"[yellow]{len(summary.warnings)} warning(s)[/] (samples written anyway):")
-        ordered = sorted(summary.warnings, key=lambda f: order.get(f[0], 9))
-        for _, file, note in ordered[:MAX_PRINTED_WARNINGS]:
-            out.print(Text(f"  {file}: {note}"), soft_wrap=True)
-        if len(ordered) > MAX_PRINTED_WARNINGS:
-            out.print(f"  … and {len(ordered) - MAX_PRINTED_WARNINGS} more (every one is in OUT_DIR/dataset.json)")
-    if summary.failures:
-        out.print(f"[bold red]{len(summary.failures)} failed:[/]")
-        for _, file, reason in sorted(summary.failures, key=lambda f: order.get(f[0], 9)):
-            out.print(Text(f"  {file}: {reason}"), soft_wrap=True)  # Text: brackets in reasons are not markup
 
 
 @report_errors
@@ -231,14 +192,14 @@ def preprocess_command(
     OUT_DIR/dataset.json records the format and the ground sample distance (gis).
     """
     from roofmapnet.config import load_config
-    from roofmapnet.data.preprocess import PreprocessOptions, default_workers, preprocess
+    from roofmapnet.data.preprocess import PreprocessOptions, default_workers, preprocess, print_summary
 
     if image_size is not None and heatmap_size is None:
         heatmap_size = image_size // 4
     elif heatmap_size is not None and image_size is None:
         image_size = heatmap_size * 4
     cfg = load_config(
-        config if config is not None else default_config_path(),
+        config,
         {
             "model.image_size": image_size,
             "model.heatmap_size": heatmap_size,
@@ -263,7 +224,7 @@ def preprocess_command(
         fill=cfg.model.image.mean,
     )
     summary = preprocess(raw_dir, out_dir, options, show_progress=is_tty())
-    print_summary(summary)
+    print_summary(summary, console)
     if not summary.ok:
         raise typer.Exit(1)
 

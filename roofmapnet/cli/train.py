@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from roofmapnet.cli._common import ConfigOption, console, default_config_path, notice, report_errors
+from roofmapnet.cli._common import ConfigOption, console, notice, report_errors
 from roofmapnet.errors import ConfigError
 
 _HW = "Hardware"
@@ -132,29 +132,19 @@ def train_command(
 
     Example: [bold]roofmap train --data-root data/roofs --logdir runs/exp1 --gpus 1 --precision 16[/]
     """
-    from roofmapnet.train.main import train
+    from roofmapnet.train.run import configure, fit
 
-    result = train(
-        config_path=config if config is not None else default_config_path(),
-        data_root=data_root,
-        gpus=gpus,
-        precision=precision,
-        max_epochs=max_epochs,
-        resume_from=resume_from,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        seed=seed,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        logdir=logdir,
-        max_steps=max_steps,
-        max_minutes=max_minutes,
-        overrides=parse_set_options(set_),
-        notify=notice,
-        init_from=init_from,
-        partial=partial,
-    )
+    cfg, options = configure(
+        config,
+        {
+            **parse_set_options(set_),  # the named flags below win over --set
+            "data_root": data_root, "max_epochs": max_epochs, "batch_size": batch_size, "num_workers": num_workers,
+            "logdir": logdir, "gpus": gpus, "devices": devices, "num_nodes": num_nodes, "strategy": strategy,
+            "precision": precision, "seed": seed, "max_steps": max_steps, "max_minutes": max_minutes,
+            "resume_from": resume_from, "init_from": init_from, "partial": partial,
+        },
+    )  # fmt: skip
+    result = fit(cfg, options, notify=notice)
     _print_result(result)
 
 
@@ -179,20 +169,16 @@ def resume_command(
 
     Example: [bold]roofmap resume runs/exp1[/]   (or  roofmap resume runs/exp1/checkpoints/last.ckpt)
     """
-    from roofmapnet.train.main import resume
+    from roofmapnet.train.run import configure_resume, fit
 
-    result = resume(
+    cfg, options = configure_resume(
         target,
-        data_root=data_root,
-        gpus=gpus,
-        precision=precision,
-        max_epochs=max_epochs,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        max_steps=max_steps,
-        notify=notice,
-    )
+        {
+            "data_root": data_root, "gpus": gpus, "precision": precision, "max_epochs": max_epochs,
+            "devices": devices, "num_nodes": num_nodes, "strategy": strategy, "max_steps": max_steps,
+        },
+    )  # fmt: skip
+    result = fit(cfg, options, notify=notice)
     _print_result(result)
 
 

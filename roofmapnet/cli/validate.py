@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from roofmapnet.cli._common import ConfigOption, console, err_console, report_errors
-from roofmapnet.errors import ConfigError
 
 #: Rows of the summary table: (metrics.json key, label).
 TABLE_ROWS = (
@@ -99,11 +98,10 @@ def validate_command(
     Example: [bold]roofmap validate --checkpoint runs/exp1/checkpoints/best-sAP10.ckpt --data-root data/roofs --split test[/]
     """
     from roofmapnet.config import load_config
-    from roofmapnet.evaluation.validate import ValidateOptions, run_validation
+    from roofmapnet.evaluation.validate import ValidateOptions, check_split, run_validation
     from roofmapnet.models.loading import load_model
 
-    if split not in ("train", "valid", "test"):
-        raise ConfigError([f"--split: '{split}' is not one of train, valid, test"])
+    check_split(split)
     cfg = load_config(config) if config is not None else None
     model, cfg = load_model(checkpoint, device="cpu", cfg=cfg)
     out_dir = out if out is not None else checkpoint.parent / f"validate-{split}"

@@ -1,6 +1,6 @@
 """Validated, immutable configuration (pydantic v2) and its YAML loader."""
 
-from roofmapnet.config.loader import DEFAULT_CONFIG_PATH, config_from_dict, dump_config, load_config
+from roofmapnet.config.loader import DEFAULT_CONFIG_PATH, config_from_dict, dump_config, load_config, override_config
 from roofmapnet.config.schema import (
     AugmentConfig,
     DataConfig,
@@ -27,4 +27,5 @@ __all__ = [
     "config_from_dict",
     "dump_config",
     "load_config",
+    "override_config",
 ]

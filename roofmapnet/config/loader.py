@@ -21,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 from roofmapnet.config.schema import RootConfig
 from roofmapnet.errors import ConfigError
 
-#: The config shipped with the project (``config/config.yaml`` at the repository root).
+#: Where the repository keeps its commented copy of the built-in defaults, relative to the repository root (a
+#: test checks that it loads to exactly ``RootConfig()``).  Never read implicitly: without a path,
+#: :func:`load_config` returns the built-in defaults, wherever the process was started.
 DEFAULT_CONFIG_PATH = Path("config/config.yaml")
 
 OVERRIDE_SOURCE = "command line"
@@ -220,6 +222,32 @@ def load_config(
         return RootConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, overridden)) from None
+
+
+def override_config(cfg: RootConfig, overrides: Mapping[str, Any] | None = None) -> RootConfig:
+    """``cfg`` with dotted ``overrides`` applied and validated once (``cfg`` itself when there are none).
+
+    Overrides behave as in :func:`load_config` (``None`` values are ignored, relative paths are taken relative to
+    the current directory); the problems name the field, as there.
+
+    Raises:
+        ConfigError: one line per problem.
+    """
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if not given:
+        return cfg
+    return load_config(None, {**_flatten(cfg.model_dump(mode="json")), **given})
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
 
 
 def dump_config(cfg: RootConfig, path: str | Path) -> None:

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from roofmapnet.config.schema import ImageConfig
-from roofmapnet.data.formats.base import Annotation
+from roofmapnet.data.formats.base import Annotation, images_folder
 from roofmapnet.data.formats.gis import GisOptions
+from roofmapnet.data.formats.rid2 import scan_rid2
 from roofmapnet.data.raw import (
     DEFAULT_IMAGE_EXTENSIONS,
     SPLITS,
@@ -38,12 +39,14 @@ from roofmapnet.data.raw import (
     load_rid2_edges,
     parse_lines,
     read_json_split,
-    read_rid2_splits,
 )
 from roofmapnet.data.resize import RESIZE_MODES, ResizeGeometry
 from roofmapnet.data.targets import CONTENT_BOX, compute_targets, save_label, scale_lines
 from roofmapnet.errors import ConfigError, DataError
 from roofmapnet.utils.io import TMP_PREFIX, atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Status = Literal["written", "skipped", "failed"]
 LABEL_SUFFIX = "_label.npz"
@@ -255,9 +258,9 @@ def build_annotated_sample(
     if sample.error is not None or (sample.image_path is None and sample.reader is None):
         raise DataError(sample.error or "no image")
     if sample.reader is not None:
-        from roofmapnet.data.formats import get_reader
+        from roofmapnet.data.formats import get_sample_reader
 
-        annotation = get_reader(sample.reader).load(sample)
+        annotation = get_sample_reader(sample.reader).load(sample)
         lines = check_lines(np.asarray(annotation.lines_xy, dtype=np.float64).reshape(-1, 4))
     elif sample.edges_path is not None:
         lines = load_rid2_edges(sample.edges_path, sample.axis_order)
@@ -508,23 +511,11 @@ def preprocess_flat(
     is_dir = input_path.is_dir()
     if not is_dir and not input_path.is_file():
         raise DataError(f"{input_path}: not found")
-    default_images = input_path / "images" if is_dir else input_path.parent / "images"
-    images = options.images_dir if options.images_dir is not None else default_images
-    if not images.is_dir():
-        raise DataError(f"{images}: images folder not found (use --images)")
+    images = images_folder(input_path / "images" if is_dir else input_path.parent / "images", options)
     summary = PreprocessSummary()
     summary.counts.setdefault(split, SplitCounts())
     if is_dir:
-        if not any(input_path.glob("*.npz")):
-            raise DataError(f"{input_path}: no RID2 *.npz edge files")
-        raws = read_rid2_splits(
-            input_path,
-            images,
-            axis_order=options.axis_order,
-            fractions=(1.0, 0.0, 0.0),
-            extensions=options.image_extensions,
-            follow_symlinks=options.follow_symlinks,
-        )
+        raws = scan_rid2(input_path, images, options, fractions=(1.0, 0.0, 0.0))
         samples = [replace(s, split=split) for s in raws[0].samples]
     else:
         raw = read_json_split(input_path, split, images, options.axis_order, follow_symlinks=options.follow_symlinks)
@@ -566,3 +557,42 @@ def default_workers() -> int:
     except AttributeError:  # pragma: no cover - non-Linux
         cores = os.cpu_count() or 1
     return max(1, min(8, cores))
+
+
+#: Warnings printed one per line; beyond this many, the rest are counted (all of them are in dataset.json).
+MAX_PRINTED_WARNINGS = 200
+
+
+def print_summary(summary: PreprocessSummary, out: Console | None = None) -> None:
+    """Print a preprocessing summary: a per-split table (written / skipped / failed), then ``file: reason`` per failure."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    out = out or Console()
+    table = Table(title="preprocess summary", title_justify="left")
+    table.add_column("split")
+    table.add_column("written", justify="right")
+    table.add_column("skipped", justify="right")
+    table.add_column("failed", justify="right")
+    if summary.warnings:
+        table.add_column("warnings", justify="right")
+    order = {"train": 0, "valid": 1, "test": 2}
+    for split in sorted(summary.counts, key=lambda s: order.get(s, 9)):
+        c = summary.counts[split]
+        failed = f"[bold red]{c.failed}[/]" if c.failed else "0"
+        warned = sum(1 for w in summary.warnings if w[0] == split)
+        extra = [f"[yellow]{warned}[/]" if warned else "0"] if summary.warnings else []
+        table.add_row(split, str(c.written), str(c.skipped), failed, *extra)
+    out.print(table)
+    if summary.warnings:
+        out.print(f"[yellow]{len(summary.warnings)} warning(s)[/] (samples written anyway):")
+        ordered = sorted(summary.warnings, key=lambda f: order.get(f[0], 9))
+        for _, file, note in ordered[:MAX_PRINTED_WARNINGS]:
+            out.print(Text(f"  {file}: {note}"), soft_wrap=True)
+        if len(ordered) > MAX_PRINTED_WARNINGS:
+            out.print(f"  … and {len(ordered) - MAX_PRINTED_WARNINGS} more (every one is in OUT_DIR/dataset.json)")
+    if summary.failures:
+        out.print(f"[bold red]{len(summary.failures)} failed:[/]")
+        for _, file, reason in sorted(summary.failures, key=lambda f: order.get(f[0], 9)):
+            out.print(Text(f"  {file}: {reason}"), soft_wrap=True)  # Text: brackets in reasons are not markup

@@ -1038,7 +1038,7 @@ def generate_dataset(
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out}: folder is not empty (pass --overwrite to write into it)")
+        raise DataError(f"{out}: folder is not empty (set overwrite to write into it)", fields="overwrite")
 
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)

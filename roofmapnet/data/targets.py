@@ -17,7 +17,7 @@ of the endpoints' bounding box whose perpendicular distance to the infinite line
 ``|f| < ed`` with ``f = (r - r0)(c1 - c0) - (c - c0)(r1 - r0)`` and ``ed = sqrt(dr² + dc²)`` (rounded to
 float32, as skimage's Cython code does), each with value ``1 - |f| / ed``.  Per step along the major axis at
 most three such pixels exist; :func:`line_aa` and :func:`mean_overlap` test three integer candidates per step
-(exact integer arithmetic) over the concatenated steps of all lines.  ``tests/test_preprocess.py`` checks the
+(exact integer arithmetic) over the concatenated steps of all lines.  ``tests/unit/data/test_preprocess.py`` checks the
 pixel sets and values against a literal port of the Cython loop, and whole label files against a literal
 per-pair implementation (``bench/bench_preprocess.py``).
 """

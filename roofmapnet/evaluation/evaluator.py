@@ -1,4 +1,4 @@
-"""Collect predictions and ground truth over a split, then compute the metrics once.
+"""Collect predictions and ground truth over a split, then compute the metrics once (:func:`compute_metrics`).
 
 Used by validation during training (sAP only, cheap) and by ``roofmap validate`` (all metrics). The state is a
 list of per-image numpy records, so it can be gathered across DDP ranks (``torch.distributed.all_gather_object``)
@@ -12,6 +12,7 @@ stretched, so that sAP means the same for both resize modes.  mAP^J stays in the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,11 @@ from torch import Tensor
 
 from roofmapnet.config import RootConfig
 from roofmapnet.data.resize import content_to_frame
+from roofmapnet.evaluation.metrics import HeatmapAPAccumulator, JunctionAPAccumulator, LineAPAccumulator
 from roofmapnet.models.outputs import HeadOutputs, Wireframe
 
-#: L-CNN evaluates in this square space.
-METRIC_SPACE = 128.0
+#: L-CNN evaluates lines in this square space (side in pixels): sAP, sF and AP^H of every heatmap size.
+METRIC_SIDE = 128
 
 
 @dataclass
@@ -84,7 +86,7 @@ class Evaluator:
         boxes = batch.get("content_box")
         for i, wf in enumerate(wireframes):
             h, w = wf.heatmap_size
-            scale = torch.tensor([METRIC_SPACE / h, METRIC_SPACE / w], dtype=torch.float64)
+            scale = torch.tensor([METRIC_SIDE / h, METRIC_SIDE / w], dtype=torch.float64)
             gt = gt_lines_from_batch(batch, i).double().cpu()
             pred = wf.lines.detach().double().cpu()
             if boxes is not None and h == w and not _full(boxes[i], h):
@@ -127,9 +129,49 @@ class Evaluator:
 
     def compute(self) -> dict[str, Any]:
         """sAP5/10/15, msAP, sF* (+ mAP^J, AP^H, F^H, facet P/R when enabled) as percentages, and the PR curves."""
-        from roofmapnet.evaluation.summary import compute_metrics
-
         threshold = None
         if self.facets:
             threshold = self.cfg.model.line_score_thres if self.facet_threshold is None else self.facet_threshold
         return compute_metrics(self.records, junctions=self.junctions, heatmap=self.heatmap, facet_threshold=threshold)
+
+
+def compute_metrics(
+    records: Sequence[ImageRecord],
+    *,
+    junctions: bool = False,
+    heatmap: bool = False,
+    facet_threshold: float | None = None,
+) -> dict[str, Any]:
+    """sAP5/10/15, sF5/10/15, msAP (+ mAP^J, APJ0.5/1/2 with and without offsets, AP^H, F^H), in percent.
+
+    With ``facet_threshold`` (a line score), also the facet region precision / recall / F1 at IoU 0.7
+    (:mod:`roofmapnet.evaluation.facets`; needs shapely).
+
+    The returned dict also holds ``"curves"``: ``{name: (recall, precision)}`` for plotting.
+    """
+    lines = LineAPAccumulator()
+    junc = JunctionAPAccumulator() if junctions else None
+    heat = HeatmapAPAccumulator((METRIC_SIDE, METRIC_SIDE)) if heatmap else None
+    facets = None
+    if facet_threshold is not None:
+        from roofmapnet.evaluation.facets import FacetRegionAccumulator
+
+        facets = FacetRegionAccumulator(facet_threshold)
+    for rec in records:
+        lines.add(rec.lines, rec.scores, rec.gt_lines)
+        if junc is not None and rec.jmap is not None:
+            junc.add(rec.jmap, rec.gt_junctions, rec.joff)
+        if heat is not None:
+            heat.add(rec.lines, rec.scores, rec.gt_lines, rec.image_size)
+        if facets is not None:
+            facets.add(rec.lines, rec.scores, rec.gt_lines)
+    out: dict[str, Any] = dict(lines.compute())
+    curves: dict[str, Any] = dict(lines.curves())
+    if junc is not None:
+        out.update(junc.compute())
+    if heat is not None:
+        out.update(heat.compute())
+    if facets is not None:
+        out.update(facets.compute())
+    out["curves"] = curves
+    return out

@@ -19,11 +19,13 @@ from torch.utils.data import DataLoader
 
 from roofmapnet import __version__
 from roofmapnet.config import RootConfig
-from roofmapnet.errors import DataError
+from roofmapnet.errors import ConfigError, DataError
 from roofmapnet.evaluation.evaluator import Evaluator
 from roofmapnet.utils.device import autocast, resolve_device
 from roofmapnet.utils.io import atomic_write_text
 
+#: The splits a preprocessed data root may hold.
+SPLITS = ("train", "valid", "test")
 #: Loss keys reported by validate (the six terms and the weighted total).
 LOSS_KEYS = ("gauss", "qcc", "lhr", "off", "lv", "sf", "total")
 
@@ -55,6 +57,12 @@ class ValidateReport:
     predictions_dir: Path | None
     images: int
     seconds: float
+
+
+def check_split(split: str) -> None:
+    """Raise a :class:`ConfigError` naming the field ``split`` unless it is one of :data:`SPLITS`."""
+    if split not in SPLITS:
+        raise ConfigError([f"split {split}: expected one of {', '.join(SPLITS)}"], fields="split")
 
 
 def _want_facets(options: ValidateOptions) -> bool:

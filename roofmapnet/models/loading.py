@@ -330,8 +330,8 @@ def init_weights(
             shapes = [f"{k} {_shape(f)} vs {_shape(m)}" for k, f, m in mismatched]
             parts.append(f"{len(mismatched)} shape-mismatched ({_named(shapes)})")
         raise CheckpointError(
-            f"{path} does not fit the model of this config: {'; '.join(parts)} "
-            "(use --partial to load the keys that match)"
+            f"{path} does not fit the model of this config: {'; '.join(parts)} (use partial to load the keys that match)",
+            fields="partial",
         )
     if not loaded:
         raise CheckpointError(f"{path}: none of its {len(sd)} keys fits the model (is it a RoofMapNet checkpoint?)")

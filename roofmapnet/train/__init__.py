@@ -1,4 +1,8 @@
-"""Training: the Lightning module and datamodule (``main.py``) and the seed's ``preprocess_rid2`` API.
+"""Training: the engine below the CLI and the seed document's two wrappers.
+
+``module.py`` (LightningModule + DataModule), ``callbacks.py``, ``trainer.py``, ``options.py`` (``TrainOptions``),
+``run.py`` (``fit(cfg, options)``), ``rundir.py`` (one run per directory); ``main.py`` (the seed's ``train()`` and
+``python -m roofmapnet.train.main``) and ``preprocess_rid2.py`` (the seed's preprocessing API).
 
 Nothing is imported here, so that ``python -m roofmapnet.train.preprocess_rid2`` stays light.
 """

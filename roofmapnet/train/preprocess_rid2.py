@@ -73,11 +73,10 @@ def preprocess_roof_lines(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m roofmapnet.train.preprocess_rid2``: returns the exit status (1 if any file failed)."""
+    from rich.console import Console
     from rich.markup import escape
 
-    from roofmapnet.cli._common import err_console, is_tty
-    from roofmapnet.cli.preprocess import print_summary
-    from roofmapnet.data.preprocess import PreprocessOptions, default_workers, preprocess_flat
+    from roofmapnet.data.preprocess import PreprocessOptions, default_workers, preprocess_flat, print_summary
 
     parser = argparse.ArgumentParser(
         prog="python -m roofmapnet.train.preprocess_rid2",
@@ -102,10 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=default_workers() if args.workers is None else args.workers,
             skip_existing=args.skip_existing,
         )
-        summary = preprocess_flat(args.input, args.output, options, show_progress=is_tty())
+        summary = preprocess_flat(args.input, args.output, options, show_progress=sys.stdout.isatty())
     except RoofMapError as exc:
+        err_console = Console(stderr=True)
         for line in exc.lines:
-            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            text = line.replace("images_dir", "--images") if "images_dir" in exc.fields else line  # this program's flag
+            err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
         return exc.exit_code
     print_summary(summary)
     return 0 if summary.ok else 1

@@ -94,7 +94,8 @@ INFER_PRECISIONS: Final = (Precision.fp32, Precision.bf16, Precision.fp16, Preci
 EXPORT_PRECISIONS: Final = (Precision.fp32, Precision.fp16)
 
 
-def _spellings(choices: Collection[Precision]) -> list[str]:
+def precision_spellings(choices: Collection[Precision]) -> list[str]:
+    """The accepted spellings of ``choices``, in :data:`PRECISION_ALIASES` order (for messages)."""
     return [name for name, p in PRECISION_ALIASES.items() if p in choices]
 
 
@@ -110,7 +111,9 @@ def parse_precision(value: str | int | Precision, choices: Collection[Precision]
     else:
         found = PRECISION_ALIASES.get(str(value).strip().lower())
     if found is None or found not in choices:
-        raise ConfigError([f"precision {value}: expected one of {', '.join(_spellings(choices))}"], fields="precision")
+        raise ConfigError(
+            [f"precision {value}: expected one of {', '.join(precision_spellings(choices))}"], fields="precision"
+        )
     return found
 
 

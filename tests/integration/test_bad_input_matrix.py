@@ -26,7 +26,7 @@ from roofmapnet.cli.app import app
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "troubleshooting.md"
 BEGIN, END = "<!-- bad-input-matrix:begin -->", "<!-- bad-input-matrix:end -->"
-TINY = REPO / "tests" / "conf" / "tiny.yaml"
+TINY = REPO / "config" / "presets" / "tiny.yaml"
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def _cfg(text: bytes) -> Callable[[Path], list[str]]:
 
 
 def _weights(tmp: Path) -> Path:
-    from tests.test_model import tiny_model
+    from tests.unit.models.test_model import tiny_model
 
     path = tmp / "tiny.pth"
     torch.save(tiny_model().state_dict(), path)

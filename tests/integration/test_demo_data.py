@@ -37,6 +37,7 @@ def test_demo_on_a_raw_data_set_validates_its_valid_split_and_infers_its_images(
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--config", str(tiny_config_path), "--no-export"])
     assert again.exit_code == 1
     assert "holds a demo of json:" in " ".join(again.output.split())
+    assert "use another --out, or --fresh to start over" in " ".join(again.output.split())
 
 
 def test_data_source_errors(tmp_path: Path) -> None:

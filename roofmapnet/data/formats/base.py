@@ -1,4 +1,4 @@
-"""The interface every raw-format reader implements, and the helpers they share.
+r"""The interface every raw-format reader implements, and the helpers they share.
 
 A reader has two halves:
 
@@ -6,9 +6,11 @@ A reader has two halves:
   each split as :class:`~roofmapnet.data.raw.RawSample` records (image path, annotation path, per-sample
   parameters), recording what already failed (missing image, path escaping the dataset root, ...) in the
   sample's ``error`` and whole-file failures in the split's ``file_errors``.
-* :meth:`FormatReader.load` runs in a worker process for one sample and returns an :class:`Annotation`: the
+* :meth:`SampleReader.load` runs in a worker process for one sample and returns an :class:`Annotation`: the
   lines in image pixels (x, y), warnings for the summary, per-sample metadata (e.g. the ground sample
   distance) and, when the image is not a file of its own (an embedded LabelMe image, a GIS crop), its pixels.
+  Readers whose samples carry their lines already (the wireframe JSON and RID2 layouts, parsed by
+  :mod:`roofmapnet.data.raw`) are plain :class:`FormatReader`\ s without ``load``.
 
 Bad content raises :class:`~roofmapnet.errors.DataError` with a one-line reason; the batch driver
 (:mod:`roofmapnet.data.preprocess`) turns it into a failed sample and goes on.
@@ -72,15 +74,48 @@ class FormatReader(ABC):
             DataError: when the input as a whole is unusable (nothing to read, a requested split missing).
         """
 
+
+class SampleReader(FormatReader):
+    """A reader whose samples are parsed one by one in the worker (``RawSample.reader`` names it).
+
+    :meth:`scan` lists the samples (usually with :meth:`file_sample`); :meth:`load` parses one.
+    """
+
     @classmethod
+    @abstractmethod
     def load(cls, sample: RawSample) -> Annotation:
         """Parse one sample's annotation (in a worker process).
 
         Raises:
             DataError: a one-line reason for the summary.
         """
-        msg = f"format {cls.name!r} has no per-sample loader"
-        raise NotImplementedError(msg)
+
+    def file_sample(
+        self,
+        split: str,
+        name: str,
+        annotation: Path,
+        image: Path | None,
+        options: PreprocessOptions,
+        *,
+        error: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> RawSample:
+        """The record of a sample whose annotation is the file ``annotation`` (named in the summary) and whose image
+        is ``image`` (``None``: the annotation holds it, or ``error`` says why the sample already failed)."""
+        from roofmapnet.data.raw import RawSample
+
+        return RawSample(
+            split,
+            name,
+            str(annotation),
+            image if error is None else None,
+            axis_order=options.axis_order,
+            error=error,
+            reader=self.name,
+            annotation_path=annotation,
+            params=dict(params or {}),
+        )
 
 
 # ----------------------------------------------------------------------------------------------- shared helpers
@@ -97,6 +132,18 @@ def wanted_splits(options: PreprocessOptions, present: Sequence[str]) -> list[st
         found = ", ".join(present) or "none"
         raise DataError(f"requested split {missing[0]!r} not found (splits present: {found})")
     return [s for s in present if s in options.splits]
+
+
+def images_folder(default: Path, options: PreprocessOptions) -> Path:
+    """The images folder of a layout: ``options.images_dir``, else ``default``; it must exist.
+
+    Raises:
+        DataError: ``…: images folder not found (set images_dir)``, naming the field ``images_dir``.
+    """
+    images = options.images_dir if options.images_dir is not None else default
+    if not images.is_dir():
+        raise DataError(f"{images}: images folder not found (set images_dir)", fields="images_dir")
+    return images
 
 
 def segment_keys(lines_xy: NDArray[np.float64], decimals: int = 6) -> NDArray[np.float64]:

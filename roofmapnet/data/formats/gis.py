@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from roofmapnet.data.formats.base import Annotation, FormatReader
+from roofmapnet.data.formats.base import Annotation, SampleReader
 from roofmapnet.data.raw import SPLITS, RawSample, RawSplit
 from roofmapnet.errors import DataError
 
@@ -85,9 +85,10 @@ class GisOptions:
 
     def __post_init__(self) -> None:
         if self.crop_size is not None and self.crop_size < 8:
-            raise DataError(f"--crop-size {self.crop_size}: a crop needs at least 8 pixels per side")
+            msg = f"gis.crop_size {self.crop_size}: a crop needs at least 8 pixels per side"
+            raise DataError(msg, fields="gis.crop_size")
         if self.min_lines < 1:
-            raise DataError(f"--min-lines {self.min_lines}: must be at least 1")
+            raise DataError(f"gis.min_lines {self.min_lines}: must be at least 1", fields="gis.min_lines")
 
 
 def _require_geo() -> tuple[Any, Any, Any]:
@@ -96,9 +97,8 @@ def _require_geo() -> tuple[Any, Any, Any]:
         import rasterio
         import shapely
     except ImportError as exc:
-        raise DataError(
-            f"--format gis needs the optional 'geo' extra ({exc.name}); install it with: {_INSTALL}"
-        ) from None
+        msg = f"raw_format gis needs the optional 'geo' extra ({exc.name}); install it with: {_INSTALL}"
+        raise DataError(msg, fields="raw_format") from None
     return rasterio, pyogrio, shapely
 
 
@@ -259,7 +259,7 @@ def stripe_splits(
 
 
 # ------------------------------------------------------------------------------------------------ reader
-class GisReader(FormatReader):
+class GisReader(SampleReader):
     """An orthophoto (or a folder of them) + a line layer (+ an optional footprints layer)."""
 
     name = "gis"
@@ -274,7 +274,8 @@ class GisReader(FormatReader):
         """Cut the crops of every raster and split them spatially."""
         gis = options.gis
         if gis is None:
-            raise DataError("--format gis needs --lines VECTOR_FILE (the roof lines digitised over the raster)")
+            msg = "raw_format gis needs gis.lines VECTOR_FILE (the roof lines digitised over the raster)"
+            raise DataError(msg, fields=("raw_format", "gis.lines"))
         rasterio, _, shapely = _require_geo()
         rasters = raster_files(root)
         if not rasters:

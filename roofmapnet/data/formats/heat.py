@@ -26,7 +26,7 @@ import numpy as np
 
 from roofmapnet.data.formats.base import (
     Annotation,
-    FormatReader,
+    SampleReader,
     clean_segments,
     finite_points,
     rows_in,
@@ -83,7 +83,7 @@ def graph_lines(graph: Any) -> tuple[np.ndarray, list[str]]:
     return lines, notes
 
 
-class HeatReader(FormatReader):
+class HeatReader(SampleReader):
     """``rgb/N.jpg`` + ``annot/N.npy`` corner graphs + ``{train,valid,test}_list.txt``."""
 
     name = "heat"
@@ -125,29 +125,18 @@ class HeatReader(FormatReader):
             seen: set[str] = set()
             for name in names[split]:
                 stem = PurePosixPath(name).stem if name.endswith((".npy", ".jpg", ".png")) else name
-                source = str(annot / f"{stem}.npy")
+                annotation = annot / f"{stem}.npy"
                 error = None
                 if "/" in stem or "\\" in stem or stem in (".", ".."):
                     error = f"{LIST_FILES[split]}: name {name!r} is not a plain file name"
                 elif stem in seen:
                     error = f"{LIST_FILES[split]}: {stem!r} listed twice"
-                elif not (annot / f"{stem}.npy").is_file():
+                elif not annotation.is_file():
                     error = f"no annotation {stem}.npy in {annot}"
                 elif stem not in images:
                     error = f"no image {stem}.jpg (or other image suffix) in {rgb}"
                 seen.add(stem)
-                raw.samples.append(
-                    RawSample(
-                        split,
-                        stem,
-                        source,
-                        images.get(stem) if error is None else None,
-                        axis_order=options.axis_order,
-                        error=error,
-                        reader=self.name,
-                        annotation_path=annot / f"{stem}.npy",
-                    )
-                )
+                raw.samples.append(self.file_sample(split, stem, annotation, images.get(stem), options, error=error))
             out.append(raw)
         return out
 

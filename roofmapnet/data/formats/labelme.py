@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from roofmapnet.data.formats.base import Annotation, FormatReader, clean_segments, finite_points, swap_axes
+from roofmapnet.data.formats.base import (
+    Annotation,
+    SampleReader,
+    clean_segments,
+    finite_points,
+    swap_axes,
+)
 from roofmapnet.data.raw import SPLITS, RawSample, RawSplit, decode_image_bytes, load_image, split_assignment
 from roofmapnet.errors import DataError
 
@@ -97,7 +103,7 @@ def shape_segments(shapes: Any) -> tuple[np.ndarray, Counter[str]]:
     return segments, ignored
 
 
-class LabelMeReader(FormatReader):
+class LabelMeReader(SampleReader):
     """LabelMe JSON files with ``line`` / ``linestrip`` shapes."""
 
     name = "labelme"
@@ -139,16 +145,7 @@ class LabelMeReader(FormatReader):
             raw = RawSplit(split)
             for path, base in groups[split]:
                 raw.samples.append(
-                    RawSample(
-                        split,
-                        _name(path, base),
-                        str(path),
-                        None,
-                        axis_order=options.axis_order,
-                        reader=self.name,
-                        annotation_path=path,
-                        params={"root": str(root)},
-                    )
+                    self.file_sample(split, _name(path, base), path, None, options, params={"root": str(root)})
                 )
             out.append(raw)
         return out

@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from roofmapnet.data.formats.base import (
     Annotation,
-    FormatReader,
+    SampleReader,
     clean_segments,
     rows_in,
     segment_keys,
@@ -172,7 +172,7 @@ def describe(kinds: dict[str, int]) -> str | None:
     return f"segments (#2#) and adjacency matrix (#3#, used) disagree: {text}"
 
 
-class RoofVecReader(FormatReader):
+class RoofVecReader(SampleReader):
     """RoofVec ``SimpleRoofTXT``: ``{train,val}/NNNNNN.{jpg,txt}``, lines from the adjacency matrix."""
 
     name = "roofvec"
@@ -208,18 +208,7 @@ class RoofVecReader(FormatReader):
                     error = (
                         None if image is not None else f"no image {txt.stem}.jpg (or other image suffix) in {folder}"
                     )
-                    raw.samples.append(
-                        RawSample(
-                            split,
-                            txt.stem,
-                            str(txt),
-                            image,
-                            axis_order=options.axis_order,
-                            error=error,
-                            reader=self.name,
-                            annotation_path=txt,
-                        )
-                    )
+                    raw.samples.append(self.file_sample(split, txt.stem, txt, image, options, error=error))
             out.append(raw)
         return out
 

@@ -9,24 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from roofmapnet.data.formats.base import FormatReader, wanted_splits
+from roofmapnet.data.formats.base import FormatReader, images_folder, wanted_splits
 from roofmapnet.data.raw import SPLITS, RawSplit, read_json_split
 from roofmapnet.errors import DataError
 
 if TYPE_CHECKING:
     from roofmapnet.data.preprocess import PreprocessOptions
-
-
-def images_folder(root: Path, options: PreprocessOptions) -> Path:
-    """``--images`` or ``<root>/images``, which must exist.
-
-    Raises:
-        DataError: ``…: images folder not found (use --images)``.
-    """
-    images = options.images_dir if options.images_dir is not None else root / "images"
-    if not images.is_dir():
-        raise DataError(f"{images}: images folder not found (use --images)")
-    return images
 
 
 class JsonReader(FormatReader):
@@ -42,7 +30,7 @@ class JsonReader(FormatReader):
 
     def scan(self, root: Path, options: PreprocessOptions) -> list[RawSplit]:
         """One split per ``<split>.json`` present (or requested)."""
-        images = images_folder(root, options)
+        images = images_folder(root / "images", options)
         present = [s for s in SPLITS if (root / f"{s}.json").is_file()]
         if not present:
             raise DataError(f"{root}: no train.json / valid.json / test.json")

@@ -32,3 +32,17 @@ def test_as_flags_rewrites_only_the_named_fields_the_command_has() -> None:
     )
     assert as_flags("infer.raster.tile 8: bad", (), flags) == "infer.raster.tile 8: bad"
     assert as_flags("infer.raster.tile_all: x", ("infer.raster.tile",), flags) == "infer.raster.tile_all: x"
+
+
+def test_fields_named_otherwise_on_the_command_line() -> None:
+    assert flag_for("images_dir") == "--images"
+    assert flag_for("raw_format") == "--format"
+    assert flag_for("out_dir") == "--out"
+    line = "data/raw: looks like several formats (json, rid2); choose one with raw_format"
+    assert as_flags(line, ["raw_format"], {"--format"}).endswith("choose one with --format")
+
+
+def test_field_names_inside_paths_stay() -> None:
+    line = "data json:/srv/data/roofs: /srv/data/roofs not found"
+    assert as_flags(line, ["data"], {"--data"}) == "--data json:/srv/data/roofs: /srv/data/roofs not found"
+    assert as_flags("C:\\data\\x: overwrite?", ["data"], {"--data"}) == "C:\\data\\x: overwrite?"

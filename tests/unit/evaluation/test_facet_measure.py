@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("shapely")
 
+from roofmapnet.evaluation.evaluator import compute_metrics
 from roofmapnet.evaluation.facets import FacetRegionAccumulator
-from roofmapnet.evaluation.summary import compute_metrics
 
 # (y, x) lines as in the evaluator's 128-space: a 40 × 24 hip roof (4 facets).
 HIP = np.array(

@@ -1,4 +1,4 @@
-"""``plot_curves`` (learning curves) and its tick choice; the PR plot's own test is in tests/test_metrics.py."""
+"""``plot_curves`` (learning curves) and its tick choice; the PR plot's own test is in tests/unit/evaluation/test_metrics.py."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import torch
 
 from roofmapnet.losses import TERMS, RoofMapNetLoss
 from roofmapnet.models.roofmapnet import RoofMapNet
-from tests.test_training_objective import _synthetic_batch, _tiny_cfg
+from tests.unit.losses.test_training_objective import _synthetic_batch, _tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

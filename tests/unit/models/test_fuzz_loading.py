@@ -22,7 +22,7 @@ from roofmapnet.errors import CheckpointError
 from roofmapnet.models.loading import load_model
 from roofmapnet.models.roofmapnet import RoofMapNet
 from tests.fuzzing import fuzz, json_values, mutated, outcome
-from tests.test_model import tiny_config, tiny_model
+from tests.unit.models.test_model import tiny_config, tiny_model
 
 pytestmark = pytest.mark.fuzz
 

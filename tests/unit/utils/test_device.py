@@ -7,7 +7,7 @@ import torch
 
 from roofmapnet.errors import ConfigError
 from roofmapnet.export.onnx import export_precision
-from roofmapnet.train.main import _precision as train_precision
+from roofmapnet.train.trainer import lightning_precision as train_precision
 from roofmapnet.utils.device import (
     EXPORT_PRECISIONS,
     INFER_PRECISIONS,

@@ -192,7 +192,7 @@ def test_nan_loss_stops_with_step_and_term(
     tiny_config_path: Path, tiny_data: Path, tmp_path: Path, monkeypatch: Any
 ) -> None:
     from roofmapnet.losses import RoofMapNetLoss
-    from roofmapnet.train.lightning import NonFiniteLossError
+    from roofmapnet.train.module import NonFiniteLossError
 
     original = RoofMapNetLoss.forward
 

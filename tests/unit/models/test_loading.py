@@ -14,7 +14,7 @@ from roofmapnet.errors import CheckpointError
 from roofmapnet.models import loading
 from roofmapnet.models.loading import SIDECAR_FORMAT, load_model, load_state_dict_file
 from roofmapnet.models.roofmapnet import RoofMapNet
-from tests.test_model import tiny_config, tiny_model
+from tests.unit.models.test_model import tiny_config, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

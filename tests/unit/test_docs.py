@@ -8,7 +8,7 @@ from pathlib import Path
 from roofmapnet.config.schema import RootConfig
 from roofmapnet.docgen import DOCS, cli_markdown, config_markdown
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cli_reference_is_fresh() -> None:

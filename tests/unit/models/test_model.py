@@ -27,7 +27,7 @@ from roofmapnet.models.sampler import eval_pairs, line_features
 from roofmapnet.models.verifier import occlusion_mask
 from tests.tiny import TINY_MODEL
 
-MANIFEST = Path(__file__).parent / "data" / "roofmapnet_state_dict_manifest.json"
+MANIFEST = Path(__file__).resolve().parents[2] / "data" / "roofmapnet_state_dict_manifest.json"
 
 TINY = {**TINY_MODEL, "num_stacks": 2, "num_blocks": 1, "n_dyn_posl": 50, "n_dyn_negl": 10, "n_dyn_othr": 30}
 

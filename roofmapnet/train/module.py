@@ -1,4 +1,8 @@
-"""Lightning wrappers: a thin LightningModule around the pure RoofMapNet + loss, and the DataModule.
+"""The Lightning layer of training: a thin LightningModule around the pure RoofMapNet + loss, and the DataModule.
+
+Both classes keep the seed's names and are re-exported by :mod:`roofmapnet.train.main` (the seed's import path);
+they live together because the DataModule is a small adapter of :mod:`roofmapnet.data` that the module's
+validation step relies on (batch layout, ``content_box``), and neither knows about trainers, callbacks or runs.
 
 The network (:mod:`roofmapnet.models`) and the losses (:mod:`roofmapnet.losses`) stay pure ``nn.Module``s; this
 module only wires steps, optimiser, schedule and logging.  Hyper-parameters are the validated config as plain JSON
@@ -98,9 +102,9 @@ class RoofMapNetLightningModule(pl.LightningModule):
             values = ", ".join(f"L_{t}={float(losses[t]):.4g}" for t in bad)
             msg = (
                 f"non-finite loss at epoch {self.current_epoch}, global step {self.global_step}: {values} "
-                "(lower optim.lr, check the data with `roofmap preprocess`, or use --precision 32)"
+                "(lower optim.lr, check the data with `roofmap preprocess`, or use precision 32)"
             )
-            raise NonFiniteLossError(msg)
+            raise NonFiniteLossError(msg, fields="precision")
         self._log_losses("train", losses, batch["image"].shape[0])
         return losses["total"]
 

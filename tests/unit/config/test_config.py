@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from roofmapnet.config import RootConfig, load_config
 from roofmapnet.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "config" / "config.yaml"
 
 

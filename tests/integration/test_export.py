@@ -51,8 +51,8 @@ from roofmapnet.models.loading import SIDECAR_FORMAT, load_model
 from roofmapnet.models.outputs import Wireframe
 from roofmapnet.models.roofmapnet import RoofMapNet
 
-TESTS = Path(__file__).parent
-TINY_YAML = TESTS / "conf" / "tiny.yaml"
+TESTS = Path(__file__).resolve().parents[1]
+TINY_YAML = TESTS.parent / "config" / "presets" / "tiny.yaml"
 MANIFEST = TESTS / "data" / "roofmapnet_state_dict_manifest.json"
 #: Score threshold of the test model: the flat grey image has no line above it, the other two images have some.
 SCORE_THRESHOLD = 0.5103

@@ -36,7 +36,10 @@ class IOConfig(StrictModel):
     validation_interval: int = Field(
         1000,
         ge=1,
-        description="Validate every this many training steps (and at the end of each epoch if it exceeds an epoch).",
+        description=(
+            "Validate every this many training steps, counted over the run (at the end of each epoch instead if it"
+            " exceeds an epoch), and after the last step."
+        ),
     )
 
 

@@ -82,6 +82,33 @@ class SaveOnSigterm(Callback):
             trainer.save_checkpoint(self.path)
 
 
+class FinalStep(Callback):
+    """Validate after the run's last training step, so that ``last.ckpt`` holds the final weights and
+    ``best-sAP10.ckpt`` has seen them.
+
+    Lightning writes checkpoints when it validates.  A run that ends on ``max_steps`` or at the end of its last
+    epoch between two validations would otherwise end with a ``last.ckpt`` of the previous validation: the steps in
+    between were trained and then lost (a ``--max-steps 1200`` run with validations every 300 steps of a 750-step
+    epoch ended with the weights of step 1,050).  Asking the loop to stop at that step makes it validate there
+    (the path early stopping takes); on a validation step it changes nothing.  A ``max_time`` stop already goes
+    through that path.
+    """
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        """Request the stop (and so the validation) on the last step of the run."""
+        last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        epoch_loop = trainer.fit_loop.epoch_loop
+        max_epochs = trainer.max_epochs
+        last_epoch = (
+            max_epochs is not None
+            and max_epochs > 0
+            and trainer.current_epoch + 1 >= max_epochs
+            and epoch_loop.batch_progress.is_last_batch
+        )
+        if last_step or last_epoch:
+            trainer.should_stop = True
+
+
 class PlainProgress(Callback):
     """Periodic one-line progress for logs (used when stdout is not a terminal)."""
 

@@ -21,7 +21,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from roofmapnet.config import RootConfig
 from roofmapnet.errors import RoofMapError
-from roofmapnet.train.callbacks import AtomicCheckpointIO, PlainProgress, checkpoint_callbacks
+from roofmapnet.train.callbacks import AtomicCheckpointIO, FinalStep, PlainProgress, checkpoint_callbacks
 from roofmapnet.train.options import TrainOptions
 from roofmapnet.utils.device import TRAIN_PRECISIONS, parse_precision
 
@@ -83,10 +83,17 @@ def resolve_hardware(options: TrainOptions) -> Hardware:
 
 
 def validation_interval(cfg: RootConfig, steps_per_epoch: int) -> dict[str, Any]:
-    """Validate every ``io.validation_interval`` steps, or at each epoch end if that exceeds an epoch."""
+    """Validate every ``io.validation_interval`` training steps, counted over the whole run (steps 500, 1000, 1500, …
+    across epoch boundaries), or at each epoch end if that exceeds an epoch.
+
+    ``check_val_every_n_epoch=None`` is what makes Lightning count the interval over the run: with ``1`` it counts
+    the batches of each epoch, so an interval that does not divide the epoch drifted (1,875-step epochs and an
+    interval of 500 validated at steps 500, 1,000, 1,500, 2,375, …).  :class:`~roofmapnet.train.callbacks.FinalStep`
+    adds the validation after the last step.
+    """
     interval = cfg.io.validation_interval
     if interval < steps_per_epoch:
-        return {"val_check_interval": interval, "check_val_every_n_epoch": 1}
+        return {"val_check_interval": interval, "check_val_every_n_epoch": None}
     return {"val_check_interval": 1.0, "check_val_every_n_epoch": 1}
 
 
@@ -104,7 +111,7 @@ def build_trainer(
     Checkpoints (:func:`~roofmapnet.train.callbacks.checkpoint_callbacks`, written atomically), TensorBoard events
     in ``run_dir``, gradient clipping, the validation interval, and a rich bar on a terminal or plain lines in logs.
     """
-    callbacks: list[Callback] = [*checkpoint_callbacks(run_dir), *(extra_callbacks or [])]
+    callbacks: list[Callback] = [*checkpoint_callbacks(run_dir), FinalStep(), *(extra_callbacks or [])]
     interactive = sys.stdout.isatty() if options.progress is None else options.progress
     if interactive:
         callbacks.append(RichProgressBar())

@@ -1,8 +1,8 @@
 """Exact resume mid-epoch: N steps straight equal k steps, a kill, and a resume to N, parameter for parameter.
 
-The tiny dataset has 6 training images and batch 2: 3 steps per epoch.  Validation runs every 2 steps within an
-epoch, so ``last.ckpt`` is written at step 5 (epoch 1, batch 2 of 3: mid-epoch, after one epoch boundary).  The
-interrupted run dies at the start of step 6, right after that checkpoint; the resumed run must then draw the same
+The tiny dataset has 6 training images and batch 2: 3 steps per epoch.  Validation runs every 2 steps of the run, so
+``last.ckpt`` is written at step 4 (epoch 1, batch 1 of 3: mid-epoch, after one epoch boundary).  The interrupted
+run dies at the start of step 5, right after that checkpoint; the resumed run must then draw the same
 batches, augmentations and line samples as the uninterrupted one (the loader position and the generators' state
 travel in the checkpoint), and end with bit-identical parameters.
 """
@@ -22,7 +22,7 @@ from roofmapnet.train.main import resume, train
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 N_STEPS = 7
-KILL_AT = 5  # the step whose validation wrote last.ckpt; mid-epoch (steps 4-6 are epoch 1)
+KILL_AT = 4  # the step whose validation wrote last.ckpt; mid-epoch (steps 4-6 are epoch 1)
 
 
 class _Killed(Exception):

@@ -217,3 +217,23 @@ def test_ddp_two_cpu_processes(tiny_config_path: Path, tiny_data: Path, tmp_path
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 0  # written at the end of the first (and only) epoch
     assert ckpt["global_step"] == 2  # 6 images over 2 ranks, batch 2: ceil(3 / 2) steps
+
+
+def test_validation_interval_counts_over_the_run_and_the_last_step_is_kept(
+    tiny_config_path: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """Validations every 2 steps across 3-step epochs (steps 2, 4) plus one after the last step (5): ``last.ckpt``
+    holds the weights of step 5, not those of the last interval's validation (step 4)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "steps"
+    args = ["train", "--config", str(tiny_config_path), "--data-root", str(tiny_data), "--logdir", str(run)]
+    extra = ["--max-steps", "5", "--max-epochs", "10", "--set", "io.validation_interval=2"]
+    result = CliRunner().invoke(app, [*args, *extra])
+    assert result.exit_code == 0, result.output
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 5
+    acc = EventAccumulator(str(next(run.glob("events.out.tfevents.*"))))
+    acc.Reload()
+    # Lightning logs a validation at the index of the step it follows (global_step - 1).
+    assert [e.step for e in acc.Scalars("val/sAP10")] == [1, 3, 4]
